@@ -1,0 +1,111 @@
+"""Load a base model and its processor from a hub id, a local folder or the built-in tiny model.
+
+One door for every caller (data_prep, training, inference), so a name means the same thing
+everywhere: ``tiny-smolvlm`` is built locally (see ``vlm_dpo.tiny``), a folder is read as is, and
+anything else is a hub id, checked up front so that a machine without the hub fails in seconds
+with a message that names the offline recipe.
+"""
+
+from pathlib import Path
+
+OFFLINE_HINT = "For an offline run use the tiny recipe: python train.py --config recipes/tiny.yaml"
+
+# The language model's linear layers in SmolVLM (Idefics3): the vision tower and connector stay frozen.
+VLM_LORA_TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+class HubUnavailableError(RuntimeError):
+    """The model or data set needs the Hugging Face Hub and the hub cannot be reached."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast."""
+    from .tiny import TINY_MODEL_NAME, ensure_tiny_model
+
+    if name == TINY_MODEL_NAME:
+        return str(ensure_tiny_model())
+    if Path(name).is_dir():
+        return name
+    if Path(name).exists() or name.startswith((".", "/")) or name.count("/") != 1:
+        raise FileNotFoundError(f"Model {name!r} is neither a folder nor a hub id (owner/name). {OFFLINE_HINT}")
+    return _cached_or_reachable(name, repo_type="model")
+
+
+def _cached_or_reachable(repo_id: str, repo_type: str) -> str:
+    """A hub repo already in the local cache is used from there; otherwise the hub must answer."""
+    from huggingface_hub import HfApi, snapshot_download
+
+    try:
+        return snapshot_download(repo_id, repo_type=repo_type, local_files_only=True)
+    except Exception:  # not cached: ask the hub below
+        pass
+    try:
+        HfApi().repo_info(repo_id, repo_type=repo_type, timeout=10)
+    except Exception as error:  # connection refused, DNS failure, offline mode, missing repo
+        raise HubUnavailableError(
+            f"Cannot get {repo_type} {repo_id!r} from the Hugging Face Hub ({type(error).__name__}: "
+            f"{str(error)[:200]}). {OFFLINE_HINT}"
+        ) from None
+    return repo_id
+
+
+def check_dataset_reachable(repo_id: str) -> None:
+    """Fail fast, with the offline hint, when a hub data set cannot be fetched."""
+    _cached_or_reachable(repo_id, repo_type="dataset")
+
+
+def load_processor(name: str):
+    """The processor (VLM) or tokenizer (text model) of ``name``."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except (OSError, ValueError):
+        processor = AutoTokenizer.from_pretrained(path)
+    return processor
+
+
+def is_vision_processor(processor) -> bool:
+    return hasattr(processor, "image_processor")
+
+
+def pick_dtype(requested: str | None = "auto"):
+    """bf16 on CUDA, float32 on CPU, unless the recipe names a dtype."""
+    import torch
+
+    if requested and requested != "auto":
+        return getattr(torch, requested)
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def load_model(name: str, dtype: str | None = "auto", attn_implementation: str | None = None, vision: bool = True):
+    """Load the base model: ``AutoModelForImageTextToText`` for VLMs, ``AutoModelForCausalLM`` otherwise."""
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    path = resolve_model_path(name)
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    kwargs = {"dtype": pick_dtype(dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    return auto.from_pretrained(path, **kwargs)
+
+
+def load_model_and_processor(name: str, dtype: str | None = "auto", attn_implementation: str | None = None):
+    processor = load_processor(name)
+    model = load_model(name, dtype, attn_implementation, vision=is_vision_processor(processor))
+    return model, processor
+
+
+def lora_config(model_args, vision: bool):
+    """PEFT LoRA config from TRL's ``ModelConfig`` fields; default targets are the language model's linears."""
+    from peft import LoraConfig
+
+    targets = model_args.lora_target_modules or (VLM_LORA_TARGETS if vision else "all-linear")
+    if isinstance(targets, list) and len(targets) == 1:
+        targets = targets[0]  # a single YAML entry may be a regex or "all-linear"
+    return LoraConfig(
+        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        target_modules=targets, modules_to_save=model_args.lora_modules_to_save, task_type="CAUSAL_LM",
+        use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
+    )
