@@ -1,0 +1,33 @@
+"""Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]``.
+
+With no argument it runs the offline default recipe (``recipes/tiny.yaml``) on the CPU.
+Every field of ``vlm_dpo.config.DataArguments``, TRL's ``DPOConfig`` and TRL's ``ModelConfig``
+can be set in the recipe or overridden on the command line; ``python train.py --help`` lists them.
+"""
+
+import sys
+from pathlib import Path
+
+DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "tiny.yaml"
+
+
+def parse(argv: list[str]):
+    from trl import ModelConfig, TrlParser
+
+    from vlm_dpo.config import DataArguments, TrainConfig
+
+    if not argv:
+        argv = ["--config", str(DEFAULT_RECIPE)]
+    parser = TrlParser((DataArguments, TrainConfig, ModelConfig))
+    return parser.parse_args_and_config(argv)
+
+
+def main(argv: list[str] | None = None):
+    data_args, training_args, model_args = parse(sys.argv[1:] if argv is None else argv)[:3]
+    from vlm_dpo.run import main as run
+
+    return run(data_args, training_args, model_args)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""``main()``: config -> data -> model + LoRA -> TRL DPOTrainer -> held-out evaluation -> a self-describing folder.
+
+The output folder holds everything ``infer.py --adapter DIR`` needs: the PEFT adapter, the processor,
+``run_config.yaml`` (the resolved config), ``eval_results.json`` (held-out metrics of the base and the
+tuned model, flat keys) and ``training_curves.png``.
+"""
+
+import dataclasses
+import json
+import logging
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+
+def load_or_prepare(data_args, model_name: str, processor, max_length: int | None, output_dir: Path):
+    """A folder written by data_prep is used as is; any other source is prepared once into ``prepared_dir``."""
+    from data_prep.prepare import is_prepared, load_prepared, prepare
+
+    if is_prepared(data_args.dataset_name):
+        return load_prepared(data_args.dataset_name)
+    target = Path(data_args.prepared_dir or output_dir / "data")
+    if not is_prepared(target):
+        logger.info("Preparing %s into %s", data_args.dataset_name, target)
+        prepare(
+            data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
+            longest_edge=data_args.image_longest_edge, test_size=data_args.test_size, seed=data_args.data_seed_split,
+        )
+    return load_prepared(target)
+
+
+def flat_eval_metrics(metrics: dict, prefix: str) -> dict:
+    """``eval_rewards/accuracies`` -> ``{prefix}_rewards_accuracies``; numbers only."""
+    out = {}
+    for key, value in metrics.items():
+        if isinstance(value, (int, float)) and key.startswith("eval_"):
+            out[f"{prefix}_{key.removeprefix('eval_').replace('/', '_')}"] = value
+    return out
+
+
+def resolved_config(*configs) -> dict:
+    """One flat mapping of every field of every config, as ``run_config.yaml`` stores it."""
+    merged = {}
+    for config in configs:
+        values = config.to_dict() if hasattr(config, "to_dict") else dataclasses.asdict(config)
+        merged.update({key: value for key, value in values.items() if not key.startswith("_")})
+    return json.loads(json.dumps(merged, default=str))  # plain YAML-safe types
+
+
+def main(data_args, training_args, model_args) -> Path:
+    import yaml
+    from transformers import set_seed
+    from trl import DPOTrainer
+
+    from .models import is_vision_processor, load_model, load_processor, lora_config
+    from .plots import plot_training_curves
+
+    set_seed(training_args.seed)
+    output_dir = Path(training_args.output_dir)
+    model_name = model_args.model_name_or_path
+    processor = load_processor(model_name)  # first: a missing hub fails here, in seconds
+    vision = is_vision_processor(processor)
+    if vision and data_args.processor_longest_edge:
+        processor.image_processor.size = {"longest_edge": data_args.processor_longest_edge}
+
+    splits = load_or_prepare(data_args, model_name, processor, training_args.max_length, output_dir)
+    train_set = splits[data_args.dataset_train_split]
+    eval_set = splits[data_args.dataset_test_split]
+    if data_args.eval_limit:
+        eval_set = eval_set.select(range(min(data_args.eval_limit, len(eval_set))))
+
+    model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision)
+    peft_config = lora_config(model_args, vision) if model_args.use_peft else None
+    trainer = DPOTrainer(
+        model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
+        processing_class=processor, peft_config=peft_config,
+    )
+    # Before any step the adapter is a no-op, so this is the base model (rewards are 0 by definition:
+    # the reference is the base itself); its log-probs are the baseline the tuned model is judged against.
+    base_metrics = trainer.evaluate()
+    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    tuned_metrics = trainer.evaluate()
+
+    if not trainer.is_world_process_zero():
+        return output_dir
+    trainer.save_model(str(output_dir))  # adapter (or full weights without LoRA) + processor
+    results = {
+        "n_train_pairs": len(train_set), "n_eval_pairs": len(eval_set),
+        "train_runtime_s": round(train_result.metrics.get("train_runtime", 0.0), 2),
+        "global_step": trainer.state.global_step,
+        **flat_eval_metrics(base_metrics, "base"), **flat_eval_metrics(tuned_metrics, "tuned"),
+    }
+    (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
+    (output_dir / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
+    with open(output_dir / "run_config.yaml", "w") as handle:
+        yaml.safe_dump(resolved_config(data_args, model_args, training_args), handle, sort_keys=False)
+    plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
+    print_summary(output_dir, results)
+    return output_dir
+
+
+def print_summary(output_dir: Path, results: dict) -> None:
+    keys = ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected")
+    print(f"\nHeld-out pairs: {results['n_eval_pairs']}   steps: {results['global_step']}")
+    print(f"{'metric':<22}{'base':>12}{'tuned':>12}")
+    for key in keys:
+        base, tuned = results.get(f"base_{key}"), results.get(f"tuned_{key}")
+        if base is not None and tuned is not None:
+            print(f"{key:<22}{base:>12.4f}{tuned:>12.4f}")
+    print(f"\nResults in {output_dir}/ (adapter, eval_results.json, training_curves.png, run_config.yaml)")
+    print(f"Next: python infer.py --adapter {output_dir} --dataset {output_dir}/data --report {output_dir}/report")
