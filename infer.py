@@ -1,0 +1,129 @@
+"""Answer with the base and the DPO-tuned model side by side, or compare them on a preference set.
+
+Everything comes from the training output folder (adapter, processor, run_config.yaml); the base
+model is the one the run was trained on unless --model names another (e.g. a local copy).
+
+    # questions about your own images
+    python infer.py --adapter outputs/smolvlm-rlhfv --image photo.jpg --question "Describe this image."
+    python infer.py --adapter outputs/tiny --image a.png --image b.jpg --question "What is shown?" --json
+
+    # generations on a prepared preference set, compared with the chosen and rejected answers
+    python infer.py --adapter outputs/tiny --dataset data/tiny --report reports/tiny --limit 20
+"""
+
+import argparse
+import json
+import sys
+
+
+def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--adapter", required=True, help="training output folder (adapter + run_config.yaml)")
+    parser.add_argument("--model", help="base model to put the adapter on (default: the run's model_name_or_path)")
+    parser.add_argument("--max_new_tokens", type=int, default=64, help="longest answer, in tokens (default 64)")
+    parser.add_argument("--batch_size", type=int, default=4, help="prompts generated together (default 4)")
+    images = parser.add_argument_group("image mode")
+    images.add_argument("--image", action="append", help="image file to ask about; repeat for several")
+    images.add_argument("--question", help="the question asked about every --image")
+    images.add_argument("--json", action="store_true", help="print only a JSON list of {image, question, base, tuned}")
+    data = parser.add_argument_group("dataset mode")
+    data.add_argument("--dataset", help="folder saved by `python -m data_prep` (datasets.save_to_disk)")
+    data.add_argument("--report", help="output folder for metrics.json and report.html")
+    data.add_argument("--split", default="test", help="split to generate on (default test; the only split if alone)")
+    data.add_argument("--limit", type=int, help="use only the first N pairs of the split")
+    data.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
+    data.add_argument("--seed", type=int, default=0, help="seed for --do_sample (default 0)")
+    args = parser.parse_args(argv)
+    if bool(args.image) == bool(args.dataset):
+        parser.error("give either --image IMG --question Q, or --dataset PATH --report OUT")
+    if args.image and not args.question:
+        parser.error("--image needs --question")
+    if args.dataset and not args.report:
+        parser.error("--dataset needs --report OUT")
+    return parser, args
+
+
+def main(argv=None) -> int:
+    parser, args = parse_args(argv)
+    from vlm_dpo.generate import read_run_config
+
+    try:  # fail before loading any model when the adapter folder is wrong
+        read_run_config(args.adapter)
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    if args.image:
+        return run_images(parser, args)
+    return run_dataset(parser, args)
+
+
+def run_images(parser, args) -> int:
+    """Both models answer ``--question`` about each ``--image``; text or JSON on stdout."""
+    from vlm_dpo.generate import generate_answers, load_tuned, open_image
+
+    try:
+        images = [open_image(path) for path in args.image]
+    except (FileNotFoundError, ValueError) as error:
+        parser.error(str(error))
+    model, processor, _ = load_tuned(args.adapter, args.model)
+    questions = [args.question] * len(images)
+    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
+    tuned = generate_answers(model, processor, images, questions, **options)
+    results = [{"image": path, "question": args.question, "base": b, "tuned": t}
+               for path, b, t in zip(args.image, base, tuned)]
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print(f"\n[{result['image']}] {result['question']}\n  base : {result['base']}\n  tuned: {result['tuned']}")
+    return 0
+
+
+def run_dataset(parser, args) -> int:
+    """Both models answer every pair of the split; metrics and an HTML report go to ``--report``."""
+    from datasets import DatasetDict, load_from_disk
+
+    from vlm_dpo.generate import generate_answers, load_tuned, message_text
+    from vlm_dpo.report import compare, summary_table, write_report
+
+    try:
+        data = load_from_disk(args.dataset)
+    except FileNotFoundError as error:
+        parser.error(f"cannot read the data set {args.dataset}: {error}")
+    split = args.split
+    if isinstance(data, DatasetDict):
+        if split not in data and len(data) == 1:  # e.g. a set saved with only "train"
+            split = next(iter(data))
+            print(f"{args.dataset} has no split {args.split!r}; using its only split {split!r}", file=sys.stderr)
+        if split not in data:
+            parser.error(f"{args.dataset} has no split {args.split!r}; it has {', '.join(data)}")
+        data = data[split]
+    if args.limit is not None:
+        data = data.select(range(min(args.limit, len(data))))
+    if len(data) == 0:
+        parser.error(f"split {split!r} of {args.dataset} has no pairs to compare")
+
+    images = [imgs[0].convert("RGB") for imgs in data["images"]] if "images" in data.column_names else None
+    rows = [{"question": message_text(p), "chosen": message_text(c), "rejected": message_text(r)}
+            for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"])]
+    questions = [row["question"] for row in rows]
+
+    model, processor, run_config = load_tuned(args.adapter, args.model)
+    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "do_sample": args.do_sample,
+               "seed": args.seed}
+    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
+    tuned = generate_answers(model, processor, images, questions, **options)
+    for row, b, t in zip(rows, base, tuned):
+        row.update(base=b, tuned=t)
+
+    metrics = compare(rows)
+    metrics.update(adapter=args.adapter, model=args.model or run_config["model_name_or_path"], dataset=args.dataset,
+                   split=split, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, seed=args.seed)
+    metrics_path, html_path = write_report(rows, images or [None] * len(rows), metrics, args.report)
+    print(summary_table(metrics))
+    print(f"metrics: {metrics_path}\nreport:  {html_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
