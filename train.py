@@ -30,4 +30,9 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    main()
+    from vlm_dpo.models import HubUnavailableError
+
+    try:
+        main()
+    except (HubUnavailableError, FileNotFoundError) as error:  # the user's setup, not our bug: no traceback
+        raise SystemExit(f"error: {error}") from None

@@ -1,0 +1,100 @@
+"""Raw rows -> clean preference pairs, or a counted reason to skip them.
+
+Two row layouts (see ``sources.detect_layout``):
+
+- ``rlhfv``: ``image`` + ``text``, a JSON string ``{"question", "chosen", "rejected"}`` (openbmb/RLHF-V-Dataset);
+- ``conversational``: ``prompt`` / ``chosen`` / ``rejected`` as messages or plain strings, with
+  ``images`` (or ``image``), as HuggingFaceH4/rlaif-v_formatted.
+
+    from data_prep.pairs import to_pair
+    pair = to_pair(row, "rlhfv", source_index=0, longest_edge=512)   # or raises SkipRow(reason)
+"""
+
+import json
+from dataclasses import dataclass
+
+from PIL import Image
+
+from .images import SkipRow, clean_image
+
+
+@dataclass
+class Pair:
+    """One preference pair: an RGB image and stripped, non-empty, distinct texts."""
+
+    image: Image.Image
+    question: str
+    chosen: str
+    rejected: str
+    source_index: int  # row position in its source split, to trace a pair back
+    ground_truth: str = ""  # JSON string from the synthetic scenes, "" for real data
+    source_format: str | None = None  # decides how the image is stored (see images.encode)
+
+
+def to_pair(row: dict, layout: str, source_index: int, longest_edge: int) -> Pair:
+    """Validate and clean one row, or raise ``SkipRow``.
+
+    Text checks come first, so a row that is dropped anyway never pays for image decoding;
+    the first failing check names the reason.
+    """
+    question, chosen, rejected = _rlhfv_texts(row) if layout == "rlhfv" else _conversational_texts(row)
+    if isinstance(question, str):  # LLaVA-style "<image>\n" in the text: TRL adds the image block itself
+        question = question.replace("<image>", "")
+    question = _required(question, "missing_question")
+    chosen = _required(chosen, "missing_chosen")
+    rejected = _required(rejected, "missing_rejected")
+    if chosen == rejected:
+        raise SkipRow("chosen_equals_rejected")
+    image, source_format = clean_image(_image_value(row, layout), longest_edge)
+    ground_truth = row.get("ground_truth") or ""
+    if not isinstance(ground_truth, str):
+        ground_truth = json.dumps(ground_truth)
+    return Pair(image, question, chosen, rejected, source_index, ground_truth, source_format)
+
+
+def _required(value, reason: str) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise SkipRow(reason)
+    return value.strip()
+
+
+def _rlhfv_texts(row: dict) -> tuple:
+    try:
+        data = json.loads(row["text"])
+    except (TypeError, ValueError):
+        raise SkipRow("text_not_json_object") from None
+    if not isinstance(data, dict):
+        raise SkipRow("text_not_json_object")
+    return data.get("question"), data.get("chosen"), data.get("rejected")
+
+
+def _conversational_texts(row: dict) -> tuple:
+    return (
+        _message_text(row["prompt"], "user"),
+        _message_text(row["chosen"], "assistant"),
+        _message_text(row["rejected"], "assistant"),
+    )
+
+
+def _message_text(messages, role: str):
+    """The text of the last ``role`` message (pairs are single-turn); a plain string is taken as is.
+
+    Image blocks are dropped: the image itself comes from the ``images`` column.
+    """
+    if messages is None or isinstance(messages, str):
+        return messages
+    turns = [message for message in messages if isinstance(message, dict) and message.get("role") == role]
+    if not turns:
+        return None
+    content = turns[-1].get("content")
+    if isinstance(content, list):  # blocks {"type": "image" | "text", "text": ...}
+        content = "\n".join(block.get("text") or "" for block in content if block.get("type") == "text")
+    return content
+
+
+def _image_value(row: dict, layout: str):
+    """The row's one image (RLHF-V and RLAIF-V pairs have exactly one); None when absent."""
+    if layout == "conversational" and "images" in row:
+        images = row["images"]
+        return images[0] if images else None
+    return row.get("image")

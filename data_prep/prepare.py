@@ -1,0 +1,171 @@
+"""Read -> clean -> split -> save, and the two doors the trainer uses to find the result.
+
+    from data_prep import prepare, load_prepared
+    report = prepare("rlhfv.parquet", "data/rlhfv", processor_name="tiny-smolvlm", max_length=1024)
+    dataset = load_prepared("data/rlhfv")      # DatasetDict: "train", "test"
+
+The saved rows are TRL's conversational vision layout (``images``, ``prompt``, ``chosen``,
+``rejected``) plus ``source_index`` and ``ground_truth``; ``prep_report.json`` beside them says
+what was read, kept and skipped, with ``read == kept + sum(skipped.values())``.
+"""
+
+import hashlib
+import json
+import random
+import tempfile
+from collections import Counter
+from pathlib import Path
+
+REPORT_NAME = "prep_report.json"
+CHUNK_ROWS = 256  # cleaned rows held as Python objects before they join the arrow table
+
+
+def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smolvlm", max_length: int | None = None,
+            longest_edge: int = 512, test_size: float = 0.1, seed: int = 42, limit: int | None = None,
+            split: str | None = None, processor=None) -> dict:
+    """Prepare ``input`` (see ``sources``) into ``output_dir``; return the report also written there.
+
+    The processor counts tokens, so it is needed only when ``max_length`` is set: ``processor`` when
+    the caller already holds one (the trainer, with its own image size), else loaded from
+    ``processor_name``. A test split in the input is kept as is; otherwise ``test_size`` of the kept
+    rows are held out, grouped by image content so that no image is in both splits.
+    """
+    import datasets
+
+    from .budget import TokenBudget
+    from .sources import open_source
+
+    if not 0 <= test_size < 1:
+        raise ValueError(f"test_size must be a fraction in [0, 1), got {test_size}.")
+    budget = None
+    if max_length is not None:
+        from vlm_dpo.models import load_processor
+
+        budget = TokenBudget(processor if processor is not None else load_processor(processor_name), max_length)
+    output_dir = Path(output_dir)
+    output_dir.parent.mkdir(parents=True, exist_ok=True)  # output_dir itself only once there is data to save
+    (output_dir / REPORT_NAME).unlink(missing_ok=True)  # a half-written folder must not look prepared
+    skipped = Counter()
+    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp") as cache_dir:
+        source = open_source(str(input), split, limit, seed, cache_dir)
+        cleaned, hashes = {}, {}
+        for name, rows in source.splits.items():
+            cleaned[name], hashes[name] = _clean(rows, source.layout, longest_edge, budget, skipped, name)
+        if "test" not in cleaned:
+            train, test = split_by_image(hashes["train"], test_size, seed)
+            cleaned = {"train": cleaned["train"].select(train), "test": cleaned["train"].select(test)}
+        dataset = datasets.DatasetDict(cleaned)
+        # datasets writes no shard for an empty split and then cannot load it back: ask for one.
+        empty = {name: 1 for name, rows in dataset.items() if len(rows) == 0}
+        dataset.save_to_disk(str(output_dir), num_shards=empty)
+    report = {
+        "input": str(input),
+        "layout": source.layout,
+        "read_from": source.read_from,
+        "read": sum(len(rows) for rows in source.splits.values()),
+        "kept": sum(len(rows) for rows in dataset.values()),
+        "skipped": dict(sorted(skipped.items())),
+        "splits": {name: len(rows) for name, rows in dataset.items()},
+        "model": processor_name if budget is not None else None,
+        "max_length": max_length,
+        "longest_edge": longest_edge,
+        "test_size": test_size,
+        "seed": seed,
+    }
+    (output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
+    return report
+
+
+def is_prepared(path: str | Path) -> bool:
+    """True for a folder written by ``prepare`` (not a raw RLHF-V folder that needs preparing first)."""
+    return (Path(path) / REPORT_NAME).is_file() and (Path(path) / "dataset_dict.json").is_file()
+
+
+def load_prepared(path: str | Path):
+    """The prepared ``DatasetDict`` ("train", "test"), images decoded to PIL on access."""
+    import datasets
+
+    if not is_prepared(path):
+        raise FileNotFoundError(
+            f"{path} is not a prepared data set (no {REPORT_NAME} and dataset_dict.json). "
+            f"Make one with: python -m data_prep --input PATH_OR_HUB_ID --output {path}"
+        )
+    return datasets.load_from_disk(str(path))
+
+
+def split_by_image(hashes: list[str], test_size: float, seed: int) -> tuple[list[int], list[int]]:
+    """Train and test row indices: whole groups of rows sharing an image go to one side.
+
+    RLHF-V asks several questions about one image; were they split, the test set would reward
+    memorising the image. At least one group is held out when ``test_size > 0`` and there are two
+    groups, so a small set still has something to evaluate on; the train side is never emptied.
+    """
+    groups: dict[str, list[int]] = {}
+    for index, digest in enumerate(hashes):
+        groups.setdefault(digest, []).append(index)
+    order = list(groups.values())
+    random.Random(seed).shuffle(order)
+    target = round(test_size * len(hashes))
+    if test_size > 0 and len(order) > 1:
+        target = max(1, target)
+    test: list[int] = []
+    for group in order:
+        if len(test) >= target:
+            break
+        if len(test) + len(group) < len(hashes):
+            test += group
+    held_out = set(test)
+    return [index for index in range(len(hashes)) if index not in held_out], sorted(test)
+
+
+def image_hash(image) -> str:
+    """Content hash of the cleaned pixels: the same picture under two file names is one image."""
+    return hashlib.sha256(repr(image.size).encode() + image.tobytes()).hexdigest()
+
+
+def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name: str):
+    """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped``."""
+    import datasets
+    from tqdm.auto import tqdm
+
+    from .chat import messages
+    from .images import SkipRow, encode
+    from .pairs import to_pair
+    from .sources import iter_rows
+
+    features = _features()
+    chunks, records, hashes = [], [], []
+    for index, row in enumerate(tqdm(iter_rows(rows), total=len(rows), desc=f"cleaning {name}", unit="row")):
+        try:
+            pair = to_pair(row, layout, index, longest_edge)
+            if budget is not None and not budget.fits(pair):
+                raise SkipRow("too_long")
+        except SkipRow as skip:
+            skipped[skip.reason] += 1
+            continue
+        image = {"bytes": encode(pair.image, pair.source_format), "path": None}
+        records.append({"images": [image], **messages(pair.question, pair.chosen, pair.rejected),
+                        "source_index": pair.source_index, "ground_truth": pair.ground_truth})
+        hashes.append(image_hash(pair.image))
+        if len(records) == CHUNK_ROWS:  # bounded Python-side memory: the bytes live once, in arrow
+            chunks.append(_to_dataset(records, features))
+            records = []
+    chunks.append(_to_dataset(records, features))
+    return datasets.concatenate_datasets(chunks), hashes
+
+
+def _to_dataset(records: list[dict], features):
+    import datasets
+
+    columns = {name: [record[name] for record in records] for name in features}  # from_list([]) loses features
+    return datasets.Dataset.from_dict(columns, features=features)
+
+
+def _features():
+    from datasets import Features, Image, List, Value
+
+    message = List({"role": Value("string"), "content": Value("string")})
+    return Features({
+        "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
+        "source_index": Value("int64"), "ground_truth": Value("string"),
+    })

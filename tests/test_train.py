@@ -1,0 +1,94 @@
+"""End to end on the tiny recipe: prepare, train 2 steps, reload the adapter, run both infer modes."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+import train
+
+ROOT = Path(__file__).resolve().parent.parent
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_parses(recipe):
+    data_args, training_args, model_args = train.parse(["--config", str(recipe)])[:3]
+    assert model_args.model_name_or_path and data_args.dataset_name and training_args.output_dir
+
+
+def test_no_argument_means_the_tiny_recipe():
+    data_args, training_args, model_args = train.parse([])[:3]
+    assert model_args.model_name_or_path == "tiny-smolvlm"
+
+
+def test_real_recipe_fails_fast_without_hub(tmp_path):
+    start = time.monotonic()
+    with pytest.raises(Exception, match="recipes/tiny.yaml") as error:
+        train.main(["--config", str(ROOT / "recipes/smolvlm_rlhfv.yaml"), "--output_dir", str(tmp_path)])
+    assert "Hub" in str(error.value)
+    assert time.monotonic() - start < 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "2", "--output_dir", str(out),
+                "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25"])
+    return out
+
+
+def test_run_folder_is_self_describing(trained):
+    for name in ("adapter_config.json", "adapter_model.safetensors", "run_config.yaml", "eval_results.json",
+                 "training_curves.png", "processor_config.json", "tokenizer.json"):
+        assert (trained / name).exists(), name
+    results = json.loads((trained / "eval_results.json").read_text())
+    assert results["global_step"] == 2
+    for prefix in ("base", "tuned"):
+        for key in ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected"):
+            assert isinstance(results[f"{prefix}_{key}"], float)
+    # The base is its own reference: its implicit rewards are zero by definition.
+    assert results["base_rewards_margins"] == 0.0
+    report = json.loads((trained / "data" / "prep_report.json").read_text())
+    assert report["read"] == report["kept"] + sum(report["skipped"].values())
+
+
+def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from vlm_dpo.models import load_model
+
+    adapter = load_file(trained / "adapter_model.safetensors")
+    assert adapter and all("lora_" in key for key in adapter), "only LoRA weights are saved"
+    assert any("lora_B" in key and value.abs().sum() > 0 for key, value in adapter.items()), "B left at zero init"
+    assert not any("vision" in key for key in adapter), "the vision tower must stay frozen"
+
+    base_weights = load_file(Path(tiny_model_dir) / "model.safetensors")
+    model = PeftModel.from_pretrained(load_model("tiny-smolvlm", "float32"), trained)
+    state = model.get_base_model().state_dict()
+    for key, value in base_weights.items():
+        name = key.replace(".weight", ".base_layer.weight") if key.replace(".weight", ".base_layer.weight") in state else key
+        if name in state:
+            assert torch.equal(state[name], value), f"base weight {key} changed"
+
+
+def test_infer_both_modes(trained, tmp_path, capsys):
+    import infer
+    from PIL import Image
+
+    image = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), "red").save(image)
+    infer.main(["--adapter", str(trained), "--image", str(image), "--question", "What color is the circle?",
+                "--json", "--max_new_tokens", "4"])
+    answers = json.loads(capsys.readouterr().out)
+    assert answers[0]["image"] == str(image) and set(answers[0]) == {"image", "question", "base", "tuned"}
+
+    report = tmp_path / "report"
+    infer.main(["--adapter", str(trained), "--dataset", str(trained / "data"), "--report", str(report),
+                "--max_new_tokens", "4", "--limit", "3"])
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n"] == 3
+    assert (report / "report.html").stat().st_size > 0
