@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 import torch
+import yaml
 
 import train
 
@@ -26,7 +27,9 @@ def test_no_argument_means_the_tiny_recipe():
 
 def test_real_recipe_fails_fast_without_hub(tmp_path):
     start = time.monotonic()
-    with pytest.raises(Exception, match="recipes/tiny.yaml") as error:
+    from vlm_dpo.models import HubUnavailableError
+
+    with pytest.raises(HubUnavailableError, match="recipes/tiny.yaml") as error:
         train.main(["--config", str(ROOT / "recipes/smolvlm_rlhfv.yaml"), "--output_dir", str(tmp_path)])
     assert "Hub" in str(error.value)
     assert time.monotonic() - start < 30
@@ -35,24 +38,26 @@ def test_real_recipe_fails_fast_without_hub(tmp_path):
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("run") / "tiny"
-    train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "2", "--output_dir", str(out),
-                "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25"])
-    return out
+    trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "2", "--output_dir", str(out),
+                          "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25"])
+    return out, trainer
 
 
 def test_run_folder_is_self_describing(trained):
+    out, _ = trained
     for name in ("adapter_config.json", "adapter_model.safetensors", "run_config.yaml", "eval_results.json",
                  "training_curves.png", "processor_config.json", "tokenizer.json"):
-        assert (trained / name).exists(), name
-    results = json.loads((trained / "eval_results.json").read_text())
+        assert (out / name).exists(), name
+    results = json.loads((out / "eval_results.json").read_text())
     assert results["global_step"] == 2
     for prefix in ("base", "tuned"):
         for key in ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected"):
             assert isinstance(results[f"{prefix}_{key}"], float)
     # The base is its own reference: its implicit rewards are zero by definition.
     assert results["base_rewards_margins"] == 0.0
-    report = json.loads((trained / "data" / "prep_report.json").read_text())
-    assert report["read"] == report["kept"] + sum(report["skipped"].values())
+    report = json.loads((out / "data" / "prep_report.json").read_text())
+    assert report["read"] == 24 == report["kept"] + sum(report["skipped"].values())
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["model_name_or_path"] == "tiny-smolvlm"
 
 
 def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):
@@ -61,22 +66,34 @@ def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):
 
     from vlm_dpo.models import load_model
 
-    adapter = load_file(trained / "adapter_model.safetensors")
+    out, trainer = trained
+    adapter = load_file(out / "adapter_model.safetensors")
     assert adapter and all("lora_" in key for key in adapter), "only LoRA weights are saved"
     assert any("lora_B" in key and value.abs().sum() > 0 for key, value in adapter.items()), "B left at zero init"
-    assert not any("vision" in key for key in adapter), "the vision tower must stay frozen"
+    assert not any("vision" in key or "connector" in key for key in adapter), "the vision side must stay frozen"
 
-    base_weights = load_file(Path(tiny_model_dir) / "model.safetensors")
-    model = PeftModel.from_pretrained(load_model("tiny-smolvlm", "float32"), trained)
-    state = model.get_base_model().state_dict()
-    for key, value in base_weights.items():
-        name = key.replace(".weight", ".base_layer.weight") if key.replace(".weight", ".base_layer.weight") in state else key
-        if name in state:
-            assert torch.equal(state[name], value), f"base weight {key} changed"
+    # The trained model in memory: every base weight equals the file it was loaded from.
+    original = load_file(Path(tiny_model_dir) / "model.safetensors")
+    trained_state = {key.replace(".base_layer", ""): value
+                     for key, value in trainer.model.get_base_model().state_dict().items() if "lora_" not in key}
+    assert set(original) <= set(trained_state)
+    for key, value in original.items():
+        assert torch.equal(trained_state[key], value), f"base weight {key} changed"
+
+    # Reloaded through PEFT, the adapter changes the model's output; disabled, it is the base again.
+    model = PeftModel.from_pretrained(load_model("tiny-smolvlm", "float32"), out).eval()
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    with torch.no_grad():
+        tuned = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+    assert not torch.allclose(tuned, base)
 
 
 def test_infer_both_modes(trained, tmp_path, capsys):
     import infer
+
+    trained, _ = trained
     from PIL import Image
 
     image = tmp_path / "red.png"

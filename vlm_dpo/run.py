@@ -47,7 +47,8 @@ def resolved_config(*configs) -> dict:
     return json.loads(json.dumps(merged, default=str))  # plain YAML-safe types
 
 
-def main(data_args, training_args, model_args) -> Path:
+def main(data_args, training_args, model_args):
+    """Train and evaluate; returns the trainer, whose model holds the tuned adapter."""
     import yaml
     from transformers import set_seed
     from trl import DPOTrainer
@@ -82,7 +83,7 @@ def main(data_args, training_args, model_args) -> Path:
     tuned_metrics = trainer.evaluate()
 
     if not trainer.is_world_process_zero():
-        return output_dir
+        return trainer
     trainer.save_model(str(output_dir))  # adapter (or full weights without LoRA) + processor
     results = {
         "n_train_pairs": len(train_set), "n_eval_pairs": len(eval_set),
@@ -96,7 +97,7 @@ def main(data_args, training_args, model_args) -> Path:
         yaml.safe_dump(resolved_config(data_args, model_args, training_args), handle, sort_keys=False)
     plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
     print_summary(output_dir, results)
-    return output_dir
+    return trainer
 
 
 def print_summary(output_dir: Path, results: dict) -> None:
