@@ -41,9 +41,9 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from .prepare import prepare
-
     from vlm_dpo.models import HubUnavailableError
+
+    from .prepare import prepare
 
     try:
         report = prepare(args.input, args.output, processor_name=args.model, max_length=args.max_length,

@@ -152,7 +152,7 @@ def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter,
     assert metrics["n"] == 3 and metrics["split"] == "test"
     for name in ("win_rate", "mean_rouge_l_chosen", "mean_rouge_l_rejected", "mean_answer_words"):
         for model in ("base", "tuned"):
-            assert 0 <= metrics[f"{model}_{name}"]
+            assert metrics[f"{model}_{name}"] >= 0
         assert metrics[f"delta_{name}"] == pytest.approx(metrics[f"tuned_{name}"] - metrics[f"base_{name}"])
 
     page = (out / "report.html").read_text()
