@@ -22,9 +22,12 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--model", default=DEFAULT_MODEL,
                         help="processor (hub id, folder or tiny-smolvlm) whose chat template and image splitting "
                              "count the tokens; loaded only with --max_length (default: %(default)s)")
-    parser.add_argument("--max_length", type=int, default=None,
+    parser.add_argument("--max_length", type=int, default=1024,
                         help="drop pairs whose prompt (image tokens included) + longer answer exceed this many "
-                             "tokens; use the trainer's max_length (default: keep all)")
+                             "tokens; use the trainer's max_length; 0 keeps all (default: %(default)s, TRL's)")
+    parser.add_argument("--processor_longest_edge", type=int, default=None,
+                        help="longest edge the image processor scales images to before tiling, as the recipe's "
+                             "processor_longest_edge (default: the processor's own, 2048 for SmolVLM-256M)")
     parser.add_argument("--longest_edge", type=int, default=512,
                         help="shrink images so that their longest edge is at most this many pixels; "
                              "the remedy for out-of-memory (default: %(default)s)")

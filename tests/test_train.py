@@ -109,3 +109,16 @@ def test_infer_both_modes(trained, tmp_path, capsys):
     metrics = json.loads((report / "metrics.json").read_text())
     assert metrics["n"] == 3
     assert (report / "report.html").stat().st_size > 0
+
+
+def test_prepared_data_must_fit_the_training_max_length(tmp_path):
+    from vlm_dpo.run import check_fits
+
+    (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": 1024}))
+    check_fits(tmp_path, 2048)
+    check_fits(tmp_path, None)
+    with pytest.raises(ValueError, match="--max_length 512"):
+        check_fits(tmp_path, 512)
+    (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": None}))
+    with pytest.raises(ValueError, match="truncated"):
+        check_fits(tmp_path, 512)

@@ -17,16 +17,27 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
     """A folder written by data_prep is used as is; any other source is prepared once into ``prepared_dir``."""
     from data_prep.prepare import is_prepared, load_prepared, prepare
 
-    if is_prepared(data_args.dataset_name):
-        return load_prepared(data_args.dataset_name)
-    target = Path(data_args.prepared_dir or output_dir / "data")
-    if not is_prepared(target):
+    target = Path(data_args.dataset_name if is_prepared(data_args.dataset_name) else
+                  data_args.prepared_dir or output_dir / "data")
+    if is_prepared(target):
+        check_fits(target, max_length)
+    else:
         logger.info("Preparing %s into %s", data_args.dataset_name, target)
         prepare(
             data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
             longest_edge=data_args.image_longest_edge, test_size=data_args.test_size, seed=data_args.data_seed_split,
         )
     return load_prepared(target)
+
+
+def check_fits(prepared: Path, max_length: int | None) -> None:
+    """TRL's collator would cut sequences longer than max_length, image tokens included: refuse such data."""
+    counted = json.loads((prepared / "prep_report.json").read_text()).get("max_length")
+    if max_length is not None and (counted is None or counted > max_length):
+        raise ValueError(
+            f"{prepared} was prepared for max_length={counted}, but training uses max_length={max_length}: longer "
+            f"pairs would be truncated. Prepare it again with --max_length {max_length}, or raise max_length."
+        )
 
 
 def flat_eval_metrics(metrics: dict, prefix: str) -> dict:
