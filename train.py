@@ -30,9 +30,9 @@ def main(argv: list[str] | None = None):
 
 
 if __name__ == "__main__":
-    from vlm_dpo.models import HubUnavailableError
+    from vlm_dpo.models import GPURequiredError, HubUnavailableError
 
     try:
         main()
-    except (HubUnavailableError, FileNotFoundError) as error:  # the user's setup, not our bug: no traceback
+    except (HubUnavailableError, GPURequiredError, FileNotFoundError) as error:  # the user's setup: no traceback
         raise SystemExit(f"error: {error}") from None

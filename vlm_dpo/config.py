@@ -59,4 +59,7 @@ class TrainConfig(DPOConfig):
                 logger.warning("bf16 needs a CUDA GPU and none is visible: training in float32 on the CPU.")
             self.bf16 = False
             self.fp16 = False
+            # Under a torchrun-style launch (accelerate launch --multi_gpu / recipes/accelerate/cpu.yaml) this
+            # makes accelerate join the processes over gloo (MULTI_CPU) instead of running each one alone.
+            self.use_cpu = True
         super().__post_init__()

