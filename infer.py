@@ -9,6 +9,9 @@ model is the one the run was trained on unless --model names another (e.g. a loc
 
     # generations on a prepared preference set, compared with the chosen and rejected answers
     python infer.py --adapter outputs/tiny --dataset data/tiny --report reports/tiny --limit 20
+
+Dataset mode writes OUT/metrics.json (flat base_*, tuned_*, delta_* keys), OUT/report.html (one
+self-contained page: summary, plots, best improvements, worst regressions, every pair) and the plots as PNG.
 """
 
 import argparse
@@ -80,11 +83,12 @@ def run_images(parser, args) -> int:
 
 
 def run_dataset(parser, args) -> int:
-    """Both models answer every pair of the split; metrics and an HTML report go to ``--report``."""
+    """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
     from datasets import DatasetDict, load_from_disk
 
-    from vlm_dpo.generate import generate_answers, load_tuned, message_text
-    from vlm_dpo.report import compare, summary_table, write_report
+    from vlm_dpo.evaluate import compare_on_dataset
+    from vlm_dpo.generate import load_tuned
+    from vlm_dpo.report import summary_table
 
     try:
         data = load_from_disk(args.dataset)
@@ -103,23 +107,15 @@ def run_dataset(parser, args) -> int:
     if len(data) == 0:
         parser.error(f"split {split!r} of {args.dataset} has no pairs to compare")
 
-    images = [imgs[0].convert("RGB") for imgs in data["images"]] if "images" in data.column_names else None
-    rows = [{"question": message_text(p), "chosen": message_text(c), "rejected": message_text(r)}
-            for p, c, r in zip(data["prompt"], data["chosen"], data["rejected"])]
-    questions = [row["question"] for row in rows]
-
     model, processor, run_config = load_tuned(args.adapter, args.model)
-    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size, "do_sample": args.do_sample,
-               "seed": args.seed}
-    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
-    tuned = generate_answers(model, processor, images, questions, **options)
-    for row, b, t in zip(rows, base, tuned):
-        row.update(base=b, tuned=t)
-
-    metrics = compare(rows)
-    metrics.update(adapter=args.adapter, model=args.model or run_config["model_name_or_path"], dataset=args.dataset,
-                   split=split, max_new_tokens=args.max_new_tokens, do_sample=args.do_sample, seed=args.seed)
-    metrics_path, html_path = write_report(rows, images or [None] * len(rows), metrics, args.report)
+    if "beta" not in run_config:
+        print(f"{args.adapter}/run_config.yaml has no beta; rewards use DPO's usual beta = 0.1", file=sys.stderr)
+    details = {"adapter": args.adapter, "model": args.model or run_config["model_name_or_path"],
+               "dataset": args.dataset, "split": split}
+    metrics, metrics_path, html_path = compare_on_dataset(
+        model, processor, data, args.report, beta=float(run_config.get("beta", 0.1)),
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.do_sample, seed=args.seed,
+        run_dir=args.adapter, details=details)
     print(summary_table(metrics))
     print(f"metrics: {metrics_path}\nreport:  {html_path}")
     return 0

@@ -1,6 +1,7 @@
 """Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]``.
 
-With no argument it runs the offline default recipe (``recipes/tiny.yaml``) on the CPU.
+Without ``--config`` it runs the offline default recipe (``recipes/tiny.yaml``) on the CPU, with any
+overrides given (``python train.py --max_steps 2``).
 Every field of ``vlm_dpo.config.DataArguments``, TRL's ``DPOConfig`` and TRL's ``ModelConfig``
 can be set in the recipe or overridden on the command line; ``python train.py --help`` lists them.
 """
@@ -16,8 +17,8 @@ def parse(argv: list[str]):
 
     from vlm_dpo.config import DataArguments, TrainConfig
 
-    if not argv:
-        argv = ["--config", str(DEFAULT_RECIPE)]
+    if "--config" not in argv and not {"-h", "--help"} & set(argv):
+        argv = ["--config", str(DEFAULT_RECIPE), *argv]  # overrides apply on top of the default recipe
     parser = TrlParser((DataArguments, TrainConfig, ModelConfig))
     return parser.parse_args_and_config(argv)
 

@@ -322,6 +322,61 @@ def hallucinated(text: str, ground_truth: str | dict) -> bool:
     return any(c not in present for c in mentions["loose_colors"])
 
 
+_QUESTIONS = {
+    "describe": re.compile(r"describe the image\.?"),
+    "color": re.compile(r"what colou?r is the (\w+)\?"),
+    "count": re.compile(r"how many (\w+?)s are there\?"),
+    "exists": re.compile(r"is there an? (\w+) (\w+)\?"),
+}
+
+
+def question_type(question: str) -> str | None:
+    """"describe", "color", "count" or "exists" for the generator's questions; None for any other."""
+    for qtype, pattern in _QUESTIONS.items():
+        if pattern.fullmatch(question.strip().lower()):
+            return qtype
+    return None
+
+
+def answer_correct(question: str, answer: str, ground_truth: str | dict) -> bool:
+    """True if the answer gets the attribute the question asks about right.
+
+    - describe: the (colour, shape) groups named, with their counts ("a" = one), are exactly the scene's;
+    - color: the colours named for the asked shape (or, if none is bound to it, all colours named)
+      are exactly the object's colour;
+    - count: the number given for the asked shape ("no" = 0, "a"/"the" = 1) is the true count;
+    - exists: the leading yes/no (else whether the answer denies the object) matches the scene.
+    Other questions raise ValueError: there is no attribute to check.
+    """
+    scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
+    objs, mentions, qtype = scene["objects"], answer_mentions(answer), question_type(question)
+    match = _QUESTIONS.get(qtype, re.compile("")).fullmatch(question.strip().lower())
+    if qtype == "describe":
+        truth = Counter((o["color"], o["shape"]) for o in objs)
+        named = Counter()
+        for m in mentions["objects"]:
+            named[(m["color"], m["shape"])] += 1 if m["count"] is None else m["count"]
+        return +named == truth  # "+" drops zero counts ("no triangles")
+    if qtype == "color":
+        shape = _SHAPE_WORDS.get(match.group(1), match.group(1))
+        colors = {m["color"] for m in mentions["objects"] if m["shape"] == shape and m["color"]}
+        colors = colors or set(mentions["loose_colors"])
+        return colors == {o["color"] for o in objs if o["shape"] == shape}
+    if qtype == "count":
+        shape = _SHAPE_WORDS.get(match.group(1) + "s", match.group(1))
+        counts = {1 if m["count"] is None else m["count"] for m in mentions["objects"] if m["shape"] == shape}
+        return counts == {sum(o["shape"] == shape for o in objs)}
+    if qtype == "exists":
+        color, shape = match.group(1), _SHAPE_WORDS.get(match.group(2), match.group(2))
+        truth = any(o["color"] == color and o["shape"] == shape for o in objs)
+        first = (_TOKEN.findall(answer.lower()) or [""])[0]
+        if first in ("yes", "no"):
+            return (first == "yes") == truth
+        said = [m["count"] != 0 for m in mentions["objects"] if m["shape"] == shape and m["color"] in (None, color)]
+        return bool(said) and said[0] == truth
+    raise ValueError(f"Not one of the generator's questions: {question!r}")
+
+
 # --------------------------------------------------------------------------- CLI
 
 

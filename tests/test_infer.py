@@ -73,7 +73,9 @@ def dataset_dir(tmp_path_factory):
             rows["chosen"].append([{"role": "assistant", "content": f"It is {color}."}])
             rows["rejected"].append([{"role": "assistant", "content": "It is black."}])
             rows["source_index"].append(i + offset)
-            rows["ground_truth"].append(color)
+            # the test split has scenes (ground truth), the train split has none (the COCO proxy applies)
+            scene = {"objects": [{"shape": "circle", "color": color, "bbox": [1, 1, 9, 9]}]}
+            rows["ground_truth"].append(json.dumps(scene) if offset else "")
         return Dataset.from_dict(rows)
 
     folder = tmp_path_factory.mktemp("prepared")
@@ -142,38 +144,66 @@ def test_folder_without_adapter_is_a_clear_error(capsys, tmp_path, image_files):
 
 
 def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter, dataset_dir):
+    from vlm_dpo.report import METRIC_KEYS
+
     out = tmp_path / "report"
     assert infer.main(["--adapter", str(tuned_adapter), "--dataset", dataset_dir, "--report", str(out),
                        "--max_new_tokens", "4", "--batch_size", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "win_rate" in printed and str(out / "report.html") in printed
+    assert "win_rate" in printed and "reward_accuracy" in printed and str(out / "report.html") in printed
 
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 3 and metrics["split"] == "test"
-    for name in ("win_rate", "mean_rouge_l_chosen", "mean_rouge_l_rejected", "mean_answer_words"):
+    assert metrics["n"] == 3 and metrics["split"] == "test" and metrics["beta"] == 0.1
+    assert metrics["n_ground_truth"] == 3 and metrics["n_proxy"] == 0 and metrics["n_external"] == 3
+    for name in METRIC_KEYS:
+        # every row has a scene (no proxy); "What color is it?" is not a scene question (no attribute accuracy);
+        # 4 new tokens of a random model may mention nothing (no mention rate)
+        if name.startswith("proxy_") or name in ("attribute_accuracy", "hallucination_mention_rate"):
+            continue
         for model in ("base", "tuned"):
-            assert metrics[f"{model}_{name}"] >= 0
+            assert isinstance(metrics[f"{model}_{name}"], float), name
         assert metrics[f"delta_{name}"] == pytest.approx(metrics[f"tuned_{name}"] - metrics[f"base_{name}"])
+    assert metrics["base_reward_accuracy"] == 0.0 and metrics["base_mean_reward_margin"] == 0.0  # base = reference
+    assert metrics["tuned_mean_logp_chosen"] != metrics["base_mean_logp_chosen"]  # the perturbed adapter is used
+    for png in ("margins.png", "token_logps.png"):
+        assert (out / png).stat().st_size > 1000
 
     page = (out / "report.html").read_text()
     assert page.count('class="card"') == 3
-    assert page.count("data:image/png;base64,") == 3
+    assert page.count("data:image/png;base64,") == 3 + 2  # pair images + plots
     assert "What color is it? &lt;b&gt;&amp;" in page and "<b>&" not in page  # escaped
     assert not re.search(r"""(src|href)\s*=\s*["']?https?://""", page)
     assert "http://" not in page and "https://" not in page
 
 
-def test_dataset_mode_limit_and_only_split(capsys, tmp_path, zero_adapter, dataset_dir):
+def test_dataset_mode_zero_step_adapter_gives_equal_metrics(capsys, tmp_path, zero_adapter, dataset_dir):
+    """Tuned equals base (LoRA B = 0): every base metric equals its tuned twin, every delta is 0, no reward."""
     from datasets import DatasetDict, load_from_disk
+
+    from vlm_dpo.report import METRIC_KEYS
 
     only_train = tmp_path / "only_train"
     DatasetDict(train=load_from_disk(dataset_dir)["train"]).save_to_disk(only_train)  # RLHF-V ships only train
     out = tmp_path / "report"
     assert infer.main(["--adapter", str(zero_adapter), "--dataset", str(only_train), "--report", str(out),
-                       "--limit", "1", "--max_new_tokens", "3"]) == 0
+                       "--max_new_tokens", "3"]) == 0
     metrics = json.loads((out / "metrics.json").read_text())
-    assert metrics["n"] == 1 and metrics["split"] == "train"
-    assert metrics["base_win_rate"] == metrics["tuned_win_rate"]  # zero-step adapter: same answers
+    assert metrics["n"] == 2 and metrics["split"] == "train" and metrics["n_proxy"] == 2
+    assert metrics["base_hallucination_rate"] is None and metrics["base_proxy_hallucination_rate"] is not None
+    for name in METRIC_KEYS:
+        assert metrics[f"base_{name}"] == metrics[f"tuned_{name}"], name
+        assert metrics[f"delta_{name}"] in (0.0, None), name
+    assert metrics["tuned_reward_accuracy"] == 0.0 and metrics["tuned_mean_reward_margin"] == 0.0
+    assert metrics["n_improved"] == metrics["n_regressed"] == 0
+    assert (out / "report.html").read_text().count('class="card"') == 2
+
+
+def test_dataset_mode_limit(capsys, tmp_path, zero_adapter, dataset_dir):
+    out = tmp_path / "report"
+    assert infer.main(["--adapter", str(zero_adapter), "--dataset", dataset_dir, "--report", str(out),
+                       "--limit", "1", "--max_new_tokens", "2", "--do_sample", "--seed", "3"]) == 0
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["n"] == 1 and metrics["do_sample"] is True and metrics["seed"] == 3
     assert (out / "report.html").read_text().count('class="card"') == 1
 
 

@@ -12,10 +12,12 @@ from data_prep.scenes import (
     COLORS,
     QUESTION_TYPES,
     RGB,
+    answer_correct,
     answer_mentions,
     generate_rows,
     hallucinated,
     main,
+    question_type,
     write_parquet,
 )
 
@@ -209,3 +211,45 @@ SCENE = {
 def test_hallucinated(text, expected):
     assert hallucinated(text, SCENE) is expected
     assert hallucinated(text, json.dumps(SCENE)) is expected
+
+
+def test_question_type_and_answer_correct_on_generated_pairs(rows):
+    for row, text in zip(rows, _texts(rows)):
+        assert question_type(text["question"]) == row["question_type"]
+        assert answer_correct(text["question"], text["chosen"], row["ground_truth"]), text
+        assert not answer_correct(text["question"], text["rejected"], row["ground_truth"]), text
+
+
+@pytest.mark.parametrize(
+    "question, answer, expected",
+    [
+        ("What color is the circle?", "The circle is red.", True),
+        ("What color is the circle?", "Red.", True),
+        ("What color is the circle?", "The circle is blue.", False),
+        ("What color is the circle?", "It is red.", True),
+        ("What color is the circle?", "There is a red square.", False),  # says nothing of the circle
+        ("How many circles are there?", "There are two circles in the image.", True),
+        ("How many circles are there?", "There is one circle in the image.", False),
+        ("How many triangles are there?", "There are no triangles in the image.", True),
+        ("How many squares are there?", "There is a square.", True),
+        ("Is there a blue square?", "Yes, there is a blue square.", True),
+        ("Is there a blue square?", "No, there is no blue square.", False),
+        ("Is there a green triangle?", "No, there is no green triangle.", True),
+        ("Is there a green triangle?", "There is a green triangle.", False),
+        ("Describe the image.", "There are two red circles and a blue square.", True),
+        ("Describe the image.", "There is a red circle and a blue square.", False),  # one circle short
+        ("Describe the image.", "There are two red circles, a blue square and a green triangle.", False),
+    ],
+)
+def test_answer_correct(question, answer, expected):
+    scene = {"objects": [{"shape": "circle", "color": "red", "bbox": [0, 0, 5, 5]},
+                         {"shape": "circle", "color": "red", "bbox": [8, 0, 13, 5]},
+                         {"shape": "square", "color": "blue", "bbox": [0, 8, 5, 13]}]}
+    assert answer_correct(question, answer, scene) is expected
+    assert answer_correct(question, answer, json.dumps(scene)) is expected
+
+
+def test_answer_correct_needs_a_known_question():
+    assert question_type("What is shown?") is None
+    with pytest.raises(ValueError):
+        answer_correct("What is shown?", "A cat.", {"objects": []})

@@ -122,3 +122,9 @@ def test_prepared_data_must_fit_the_training_max_length(tmp_path):
     (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": None}))
     with pytest.raises(ValueError, match="truncated"):
         check_fits(tmp_path, 512)
+
+
+def test_overrides_without_config_apply_to_the_default_recipe():
+    data_args, training_args, model_args = train.parse(["--output_dir", "elsewhere", "--max_steps", "3"])[:3]
+    assert model_args.model_name_or_path == "tiny-smolvlm"
+    assert training_args.output_dir == "elsewhere" and training_args.max_steps == 3
