@@ -39,7 +39,8 @@ def test_real_recipe_fails_fast_without_hub(tmp_path):
 def trained(tmp_path_factory, tiny_model_dir):
     out = tmp_path_factory.mktemp("run") / "tiny"
     trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "2", "--output_dir", str(out),
-                          "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25"])
+                          "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25",
+                          "--report_pairs", "2", "--report_max_new_tokens", "3"])
     return out, trainer
 
 
@@ -58,6 +59,10 @@ def test_run_folder_is_self_describing(trained):
     report = json.loads((out / "data" / "prep_report.json").read_text())
     assert report["read"] == 24 == report["kept"] + sum(report["skipped"].values())
     assert yaml.safe_load((out / "run_config.yaml").read_text())["model_name_or_path"] == "tiny-smolvlm"
+    # The end-of-training report agrees with the held-out evaluation on the pairs they share.
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert metrics["n"] == 2 and (out / "report" / "report.html").exists()
+    assert metrics["base_reward_accuracy"] == 0.0
 
 
 def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):

@@ -11,6 +11,10 @@ from trl import DPOConfig
 
 logger = logging.getLogger(__name__)
 
+# TRL 1.16's DPOTrainer losses (dpo_trainer.py, _compute_loss), plus ours: ddpo (vlm_dpo/trainer.py).
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm", "ddpo")
+
 
 @dataclass
 class DataArguments:
@@ -39,6 +43,12 @@ class DataArguments:
         default=None, metadata={"help": "Evaluate on at most this many held-out pairs (default: all)."}
     )
     data_seed_split: int = field(default=42, metadata={"help": "Seed of the train/test split in data_prep."})
+    report_pairs: int = field(
+        default=64,
+        metadata={"help": "At the end of training, base and tuned answer this many held-out pairs for "
+                  "OUTPUT_DIR/report/ (report.html, metrics.json, plots); 0 skips the report."},
+    )
+    report_max_new_tokens: int = field(default=48, metadata={"help": "Longest generated answer in that report."})
 
     def __post_init__(self):
         if not 0 < self.test_size < 1:
@@ -49,10 +59,19 @@ class DataArguments:
 
 @dataclass
 class TrainConfig(DPOConfig):
-    """TRL's DPOConfig; ``bf16`` left unset means bf16 on CUDA and float32 on CPU."""
+    """TRL's DPOConfig plus DDPO's gamma; ``bf16`` left unset means bf16 on CUDA and float32 on CPU."""
+
+    ddpo_gamma: float = field(
+        default=5.0,
+        metadata={"help": "loss_type [ddpo] only (RLHF-V's dense DPO, vlm_dpo/ddpo.py): weight of the answer tokens "
+                  "that differ between chosen and rejected, in the sequence log-prob normalised by "
+                  "|unchanged| + gamma * |changed|. 1 weighs every token alike; the paper uses 5 (with beta 0.5)."},
+    )
 
     def __post_init__(self):
         import torch
+
+        self._check_losses()
 
         if not torch.cuda.is_available():
             if self.bf16:
@@ -63,3 +82,20 @@ class TrainConfig(DPOConfig):
             # makes accelerate join the processes over gloo (MULTI_CPU) instead of running each one alone.
             self.use_cpu = True
         super().__post_init__()
+
+    def _check_losses(self):
+        """Unknown names fail here, not after the model loaded (TRL checks them at the first step). ``ddpo``
+        replaces TRL's sequence log-prob, so it cannot be mixed with losses or options that use it too."""
+        losses = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        unknown = [name for name in losses if name not in LOSS_TYPES]
+        if unknown:
+            raise ValueError(f"Unknown loss_type {unknown}: choose among {', '.join(LOSS_TYPES)}.")
+        if self.ddpo_gamma <= 0:
+            raise ValueError(f"ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}")
+        if "ddpo" not in losses:
+            return
+        if losses != ["ddpo"]:
+            raise ValueError(f"loss_type ddpo cannot be combined with other losses ({losses}): use --loss_type ddpo alone.")
+        if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
+            raise ValueError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
+                             "use_weighting false and f_divergence_type reverse_kl.")

@@ -89,6 +89,8 @@ def main(data_args, training_args, model_args):
     model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision,
                        quantization=quantization)
     peft_config = lora_config(model_args, vision) if model_args.use_peft else None
+    if "ddpo" in training_args.loss_type:  # RLHF-V's dense DPO: TRL's trainer with weighted log-probs
+        from .trainer import DDPOTrainer as DPOTrainer
     trainer = DPOTrainer(
         model=model, args=training_args, train_dataset=train_set, eval_dataset=eval_set,
         processing_class=processor, peft_config=peft_config,
@@ -115,8 +117,23 @@ def main(data_args, training_args, model_args):
     with open(output_dir / "run_config.yaml", "w") as handle:
         yaml.safe_dump(resolved_config(data_args, model_args, training_args), handle, sort_keys=False)
     plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
+    if data_args.report_pairs:
+        write_generation_report(trainer, processor, eval_set, data_args, output_dir)
     print_summary(output_dir, results)
     return trainer
+
+
+def write_generation_report(trainer, processor, eval_set, data_args, output_dir: Path) -> None:
+    """Base and tuned answer held-out pairs; OUTPUT_DIR/report/ gets metrics.json, report.html and plots."""
+    from .evaluate import compare_on_dataset
+
+    pairs = eval_set.select(range(min(data_args.report_pairs, len(eval_set))))
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    compare_on_dataset(
+        model, processor, pairs, output_dir / "report", beta=trainer.args.beta,
+        max_new_tokens=data_args.report_max_new_tokens, batch_size=trainer.args.per_device_eval_batch_size,
+        run_dir=output_dir, details={"adapter": str(output_dir), "split": data_args.dataset_test_split},
+    )
 
 
 def undo_eval_only_preparation(trainer) -> None:
@@ -164,4 +181,6 @@ def print_summary(output_dir: Path, results: dict) -> None:
         if base is not None and tuned is not None:
             print(f"{key:<22}{base:>12.4f}{tuned:>12.4f}")
     print(f"\nResults in {output_dir}/ (adapter, eval_results.json, training_curves.png, run_config.yaml)")
-    print(f"Next: python infer.py --adapter {output_dir} --dataset {output_dir}/data --report {output_dir}/report")
+    if (output_dir / "report" / "report.html").exists():
+        print(f"Report: {output_dir}/report/report.html")
+    print(f'Next: python infer.py --adapter {output_dir} --image YOUR_IMAGE.png --question "Describe the image."')
