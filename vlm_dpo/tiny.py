@@ -6,13 +6,18 @@ so 4 image tokens per tile; a 2-layer vision tower and a 2-layer Llama decoder. 
 tokenizer is trained here on a small fixed corpus, so every text still tokenizes.
 
     python -m vlm_dpo.tiny /tmp/tiny-smolvlm      # build (or reuse) and print the folder
+
+``tiny-smollm2`` is the text-only counterpart for text recipes and tests: the same tokenizer with
+SmolLM2-Instruct's ChatML template, on a 2-layer Llama causal LM (``ensure_tiny_text_model``).
 """
 
-import os
 import sys
 from pathlib import Path
 
+from .cache import default_cache_dir, save_atomically
+
 TINY_MODEL_NAME = "tiny-smolvlm"
+TINY_TEXT_MODEL_NAME = "tiny-smollm2"  # the text-only counterpart: a tiny Llama with SmolLM2's chat template
 
 # SmolVLM v1's chat template, as shipped with HuggingFaceTB/SmolVLM-256M-Instruct.
 SMOLVLM_CHAT_TEMPLATE = (
@@ -21,6 +26,14 @@ SMOLVLM_CHAT_TEMPLATE = (
     "{% for line in message['content'] %}{% if line['type'] == 'text' %}{{line['text']}}"
     "{% elif line['type'] == 'image' %}{{ '<image>' }}{% endif %}{% endfor %}"
     "<end_of_utterance>\n{% endfor %}{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+# SmolLM2-Instruct's chat template, as shipped with HuggingFaceTB/SmolLM2-135M-Instruct (ChatML, default system turn).
+SMOLLM2_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+    "{{ '<|im_start|>system\nYou are a helpful AI assistant named SmolLM, trained by Hugging Face<|im_end|>\n' }}"
+    "{% endif %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}"
 )
 
 SPECIAL_TOKENS = (
@@ -34,11 +47,6 @@ LONGEST_EDGE = 64  # images are scaled to this longest edge, so at most 2x2 tile
 PATCH = 8
 SCALE_FACTOR = 2
 IMAGE_SEQ_LEN = (TILE // PATCH) ** 2 // SCALE_FACTOR**2
-
-
-def default_cache_dir() -> Path:
-    """Where built offline models live: $VLM_DPO_CACHE, else ~/.cache/vlm_dpo."""
-    return Path(os.environ.get("VLM_DPO_CACHE", Path.home() / ".cache" / "vlm_dpo"))
 
 
 def _corpus() -> list[str]:
@@ -118,19 +126,42 @@ def ensure_tiny_model(folder: str | Path | None = None) -> Path:
     folder = Path(folder) if folder else default_cache_dir() / TINY_MODEL_NAME
     if (folder / "config.json").exists() and (folder / "processor_config.json").exists():
         return folder
-    processor = build_processor()
-    model = build_model(processor.tokenizer)
-    tmp = folder.with_name(folder.name + f".tmp{os.getpid()}")
-    model.save_pretrained(tmp)
-    processor.save_pretrained(tmp)
-    tmp.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        tmp.rename(folder)  # atomic: a half-built folder is never seen as a model
-    except OSError:  # another process won the race; keep its copy
-        import shutil
 
-        shutil.rmtree(tmp, ignore_errors=True)
-    return folder
+    processor = build_processor()
+    return save_atomically(folder, build_model(processor.tokenizer), processor)
+
+
+def build_text_tokenizer():
+    """The tiny tokenizer with SmolLM2-Instruct's ChatML template and its end/pad token, for the text model."""
+    tokenizer = build_tokenizer()
+    tokenizer.chat_template = SMOLLM2_CHAT_TEMPLATE
+    tokenizer.eos_token = tokenizer.pad_token = "<|im_end|>"
+    return tokenizer
+
+
+def build_text_model(tokenizer, seed: int = 0):
+    """Random-weight 2-layer Llama causal LM, SmolLM2's architecture scaled down."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(hidden_size=64, intermediate_size=128, num_hidden_layers=2, num_attention_heads=4,
+                         num_key_value_heads=2, vocab_size=len(tokenizer), max_position_embeddings=2048,
+                         tie_word_embeddings=True, rms_norm_eps=1e-5, bos_token_id=tokenizer.bos_token_id,
+                         eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
+    torch.manual_seed(seed)
+    model = LlamaForCausalLM(config)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    return model
+
+
+def ensure_tiny_text_model(folder: str | Path | None = None) -> Path:
+    """Build the tiny text model + tokenizer (``tiny-smollm2``) into ``folder`` once; later calls reuse it."""
+    folder = Path(folder) if folder else default_cache_dir() / TINY_TEXT_MODEL_NAME
+    if (folder / "config.json").exists() and (folder / "tokenizer_config.json").exists():
+        return folder
+    tokenizer = build_text_tokenizer()
+    return save_atomically(folder, build_text_model(tokenizer), tokenizer)
 
 
 if __name__ == "__main__":
