@@ -1,0 +1,357 @@
+"""``demo-smolvlm``: SmolVLM's architecture on the real SmolLM2-135M-Instruct, with a small vision side.
+
+Why: the offline demo must show DPO doing what RLHF-V does (fewer hallucinated details), which a
+random tiny model cannot. The language model is the real SmolLM2-135M-Instruct (SmolVLM-256M's own
+decoder, converted offline by ``vlm_dpo.smollm2``); the vision side is a small SigLIP-style encoder
+and SmolVLM's pixel-shuffle connector, in ``Idefics3ForConditionalGeneration`` with SmolVLM's special
+tokens, chat template and image-splitting processor, so the demo and the real SmolVLM share one
+code path.
+
+Sizes (chosen by measuring on a 2-core CPU, see docs/demo_measurements.md): images are scaled to a
+128px longest edge and split into 64px tiles (at most 2x2 + 1 global), patches of 8px, pixel
+shuffle 4 (as SmolVLM), so 4 image tokens per tile and at most 20 per image; 3 encoder layers, 128 wide.
+
+Stage 1 (SFT; the DPO pipeline prescribes SFT first, then preference learning) aligns the vision
+encoder and connector on the chosen answers of *training* scenes (``STAGE1_SEED``, never the seed
+the DPO data is drawn from), the language model frozen; only the embedding rows of the tokens added
+for SmolVLM (``<end_of_utterance>``, ``<fake_token_around_image>``, ...) train with it, so that the
+model learns to stop. It is short on purpose: the base should make the shape and count mistakes
+that the DPO stage (recipes/demo.yaml) then reduces (the shipped 200 steps are still too short:
+see docs/demo_measurements.md). The stage-1 weights (~3 MB, the
+language model is not among them) ship in ``vlm_dpo/assets/``; a fresh clone only converts the GGUF
+file and loads them.
+
+    python -m vlm_dpo.demo                           # build (or reuse) the cached model, print its folder
+    python -m vlm_dpo.demo --train-stage1            # retrain the shipped stage-1 weights (minutes)
+    python -m vlm_dpo.demo --train-stage1 --steps 5  # a quick rebuild, e.g. to check the builder
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import time
+from pathlib import Path
+
+from .cache import default_cache_dir, save_atomically
+from .tiny import SMOLVLM_CHAT_TEMPLATE, SPECIAL_TOKENS
+
+DEMO_MODEL_NAME = "demo-smolvlm"
+TILE = 64  # max_image_size: one tile
+LONGEST_EDGE = 128  # images are scaled to this longest edge: at most 2x2 tiles + 1 global
+PATCH = 8
+SCALE_FACTOR = 4  # SmolVLM's pixel shuffle
+IMAGE_SEQ_LEN = (TILE // PATCH) ** 2 // SCALE_FACTOR**2  # 4 tokens per tile
+VISION_CONFIG = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3, num_attention_heads=4,
+                     image_size=TILE, patch_size=PATCH)
+# Stage-1 scenes come from this seed; DPO data (synthetic:N) is drawn with data_seed_split (42 by default).
+STAGE1_SEED = 7919
+STAGE1_DEFAULTS = dict(steps=200, batch_size=16, lr=1e-3, warmup=20)  # as the shipped asset
+ASSET = Path(__file__).resolve().parent / "assets" / "demo_stage1.safetensors"
+ADDED_TOKENS = [token for token in SPECIAL_TOKENS if token not in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")]
+
+
+# --------------------------------------------------------------------------- building blocks
+
+
+def build_tokenizer(lm_folder: str | Path):
+    """SmolLM2's tokenizer with SmolVLM's added tokens, special-token roles and chat template."""
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(lm_folder)
+    tokenizer.add_special_tokens({"additional_special_tokens": ADDED_TOKENS})
+    tokenizer.bos_token, tokenizer.eos_token, tokenizer.pad_token = "<|im_start|>", "<end_of_utterance>", "<|im_end|>"
+    tokenizer.chat_template = SMOLVLM_CHAT_TEMPLATE
+    return tokenizer
+
+
+def build_processor(tokenizer):
+    """SmolVLM's processor, image splitting on, scaled to 64px tiles and a 128px longest edge."""
+    from transformers import Idefics3Processor
+    from transformers.models.idefics3.image_processing_pil_idefics3 import Idefics3ImageProcessorPil
+
+    image_processor = Idefics3ImageProcessorPil(
+        do_image_splitting=True, size={"longest_edge": LONGEST_EDGE}, max_image_size={"longest_edge": TILE},
+        image_mean=[0.5, 0.5, 0.5], image_std=[0.5, 0.5, 0.5],
+    )
+    return Idefics3Processor(image_processor=image_processor, tokenizer=tokenizer, image_seq_len=IMAGE_SEQ_LEN,
+                             chat_template=SMOLVLM_CHAT_TEMPLATE)
+
+
+def build_model(tokenizer, lm_folder: str | Path, seed: int = 0):
+    """Idefics3 with SmolLM2-135M-Instruct as its text model; the vision side is freshly initialised."""
+    import torch
+    from transformers import AutoModelForCausalLM, Idefics3Config, Idefics3ForConditionalGeneration
+
+    lm = AutoModelForCausalLM.from_pretrained(lm_folder, dtype=torch.float32)
+    torch.manual_seed(seed)
+    lm.resize_token_embeddings(len(tokenizer), pad_to_multiple_of=64, mean_resizing=True)
+    text_config = lm.config.to_dict()
+    text_config.update(bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
+                       pad_token_id=tokenizer.pad_token_id)
+    config = Idefics3Config(vision_config=VISION_CONFIG, text_config=text_config, scale_factor=SCALE_FACTOR,
+                            image_token_id=tokenizer.convert_tokens_to_ids("<image>"), tie_word_embeddings=True)
+    model = Idefics3ForConditionalGeneration(config)
+    model.model.text_model.load_state_dict(lm.model.state_dict())
+    model.tie_weights()
+    # Image tokens start at the scale of SmolLM2's token embeddings (per-entry std ~0.14); the default
+    # init makes them ~7x larger, and the frozen LM then spends the first hundred steps on noise.
+    projection = model.model.connector.modality_projection.proj.weight
+    with torch.no_grad():
+        projection.normal_(0.0, lm.model.embed_tokens.weight.std().item() / projection.shape[1] ** 0.5)
+    model.generation_config.eos_token_id = tokenizer.eos_token_id
+    model.generation_config.pad_token_id = tokenizer.pad_token_id
+    model.generation_config.bos_token_id = tokenizer.bos_token_id
+    return model.eval()
+
+
+def original_vocab_size(tokenizer) -> int:
+    """Rows below this are SmolLM2's own embeddings (frozen); the rows above are the added tokens."""
+    return min(tokenizer.convert_tokens_to_ids(token) for token in ADDED_TOKENS)
+
+
+def stage1_state(model, tokenizer) -> dict:
+    """The stage-1 weights: vision encoder, connector and the added tokens' embedding rows."""
+    first = original_vocab_size(tokenizer)
+    inner = model.model
+    state = {f"vision_model.{k}": v for k, v in inner.vision_model.state_dict().items()}
+    state |= {f"connector.{k}": v for k, v in inner.connector.state_dict().items()}
+    state["added_token_embeddings"] = inner.text_model.embed_tokens.weight[first:]
+    return {key: value.detach().contiguous().clone() for key, value in state.items()}
+
+
+def load_stage1_state(model, tokenizer, state: dict) -> None:
+    import torch
+
+    inner = model.model
+    def prefixed(prefix):
+        return {k.removeprefix(prefix): v.float() for k, v in state.items() if k.startswith(prefix)}
+    inner.vision_model.load_state_dict(prefixed("vision_model."))
+    inner.connector.load_state_dict(prefixed("connector."))
+    rows = state["added_token_embeddings"].float()
+    first = original_vocab_size(tokenizer)
+    with torch.no_grad():
+        inner.text_model.embed_tokens.weight[first:first + rows.shape[0]] = rows
+
+
+# --------------------------------------------------------------------------- stage 1
+
+
+def stage1_examples(seed: int = STAGE1_SEED, start: int = 0):
+    """An endless stream of (image, question, answer) from training scenes: every question type, chosen answers."""
+    from PIL import Image
+
+    from data_prep.scenes import make_row
+
+    index = start
+    while True:
+        row = make_row(index, seed)
+        text = json.loads(row["text"])
+        image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+        yield image, text["question"], text["chosen"]
+        index += 1
+
+
+def collate(processor, examples):
+    """Inputs for a batch of (image, question, answer), and for each row the answer's token ids.
+
+    The answer is what follows the rendered prompt (``... Assistant:``), as TRL counts completions.
+    """
+    from data_prep.chat import render
+
+    prompts = [render(processor, question) for _, question, _ in examples]
+    wholes = [render(processor, question, answer) for _, question, answer in examples]
+    inputs = processor(text=wholes, images=[[image] for image, _, _ in examples], return_tensors="pt",
+                       padding=True, padding_side="right", add_special_tokens=False)
+    answers = [processor.tokenizer(whole[len(prompt):], add_special_tokens=False)["input_ids"]
+               for prompt, whole in zip(prompts, wholes)]
+    return inputs, answers
+
+
+def answer_loss(model, inputs, answers):
+    """Mean cross-entropy of the answer tokens; logits only at those positions (the vocabulary is 49k wide)."""
+    import torch
+    import torch.nn.functional as F
+
+    hidden = model.model(**inputs, use_cache=False).last_hidden_state
+    lengths = inputs["attention_mask"].sum(1).tolist()
+    rows, cols, targets = [], [], []
+    for row, (length, answer) in enumerate(zip(lengths, answers)):
+        ids = inputs["input_ids"][row, length - len(answer):length].tolist()
+        if ids != answer:
+            raise RuntimeError("answer tokens do not line up with the rendered conversation")
+        rows += [row] * len(answer)
+        cols += range(length - len(answer) - 1, length - 1)  # position p predicts token p + 1
+        targets += answer
+    logits = model.lm_head(hidden[rows, cols])
+    return F.cross_entropy(logits.float(), torch.tensor(targets))
+
+
+def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
+                 batch_size: int = STAGE1_DEFAULTS["batch_size"],
+                 lr: float = STAGE1_DEFAULTS["lr"], warmup: int = STAGE1_DEFAULTS["warmup"], seed: int = STAGE1_SEED,
+                 progress: bool = True, log_every: int = 25, on_step=None) -> list[float]:
+    """Align the vision encoder and connector (and the added tokens' rows), language model frozen.
+
+    Returns the loss of every step; ``on_step(step, losses)`` is called after each (e.g. to checkpoint).
+    bf16 autocast where the CPU has native bf16 matrix units (AMX),
+    float32 otherwise; the weights stay float32.
+    """
+    import torch
+    from tqdm.auto import tqdm
+
+    tokenizer = processor.tokenizer
+    first = original_vocab_size(tokenizer)
+    for parameter in model.parameters():
+        parameter.requires_grad_(False)
+    inner = model.model
+    visual = list(inner.vision_model.parameters()) + list(inner.connector.parameters())
+    for parameter in visual:
+        parameter.requires_grad_(True)
+    embeddings = inner.text_model.embed_tokens.weight  # tied with lm_head
+    embeddings.requires_grad_(True)
+    keep = torch.zeros(embeddings.shape[0], 1)
+    keep[first:] = 1.0
+    hook = embeddings.register_hook(lambda grad: grad * keep)  # only the added tokens' rows learn
+    groups = [{"params": visual, "weight_decay": 0.01}, {"params": [embeddings], "weight_decay": 0.0}]
+    optimizer = torch.optim.AdamW(groups,
+                                  lr=lr, betas=(0.9, 0.98))
+    def schedule(step):
+        return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_fast_bf16())
+    stream = stage1_examples(seed)
+    losses = []
+    model.train()
+    bar = tqdm(range(steps), desc="demo-smolvlm stage 1 (vision + connector)", disable=not progress, unit="step")
+    try:
+        for step in bar:
+            inputs, answers = collate(processor, [next(stream) for _ in range(batch_size)])
+            with autocast:
+                loss = answer_loss(model, inputs, answers)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(visual + [embeddings], 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            recent = losses[-log_every:]
+            bar.set_postfix(loss=f"{sum(recent) / len(recent):.3f}")
+            if on_step is not None:
+                model.eval()
+                on_step(step + 1, losses)
+                model.train()
+    finally:
+        hook.remove()
+        for parameter in model.parameters():
+            parameter.requires_grad_(False)
+        model.eval()
+    return losses
+
+
+def _fast_bf16() -> bool:
+    """True where bf16 matmuls run on native units (Intel AMX); on other CPUs bf16 is emulated and slower."""
+    import torch
+
+    if os.environ.get("VLM_DPO_STAGE1_FP32") == "1":
+        return False
+    try:
+        return "amx_bf16" in Path("/proc/cpuinfo").read_text() and torch.backends.mkldnn.is_available()
+    except OSError:
+        return False
+
+
+def save_stage1(model, tokenizer, path: str | Path, meta: dict) -> Path:
+    """Write the stage-1 weights as float16 safetensors (a few MB), with how they were made."""
+    import torch
+    from safetensors.torch import save_file
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {key: value.to(torch.float16) for key, value in stage1_state(model, tokenizer).items()}
+    save_file(state, str(path), metadata={key: json.dumps(value) for key, value in meta.items()})
+    return path
+
+
+def read_stage1(path: str | Path) -> dict:
+    from safetensors.torch import load_file
+
+    return load_file(str(path))
+
+
+# --------------------------------------------------------------------------- the cached model
+
+
+def assemble(stage1: str | Path | None = ASSET, train_if_missing: bool = True, **train_kwargs):
+    """(model, processor): SmolLM2 + fresh vision side, with the stage-1 weights loaded (or trained)."""
+    from .smollm2 import ensure_smollm2
+
+    lm_folder = ensure_smollm2()
+    tokenizer = build_tokenizer(lm_folder)
+    processor = build_processor(tokenizer)
+    model = build_model(tokenizer, lm_folder)
+    if stage1 is not None and Path(stage1).is_file():
+        load_stage1_state(model, tokenizer, read_stage1(stage1))
+    elif train_if_missing:
+        train_stage1(model, processor, **train_kwargs)
+    return model, processor
+
+
+def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | None = ASSET) -> Path:
+    """Build demo-smolvlm into ``folder`` once (convert the GGUF, load or train stage 1, save); later calls reuse it."""
+    folder = Path(folder) if folder else default_cache_dir() / DEMO_MODEL_NAME
+    if (folder / "config.json").exists() and (folder / "processor_config.json").exists():
+        return folder
+    model, processor = assemble(stage1)
+    return save_atomically(folder, model, processor)
+
+
+def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoint_every: int = 0,
+                      **train_kwargs) -> tuple[Path, list[float]]:
+    """Train stage 1 from scratch and write its weights to ``path`` (the script behind the shipped asset).
+
+    ``checkpoint_every`` > 0 also writes ``PATH.stepN.safetensors`` every N steps, to compare schedules.
+    """
+    import torch
+
+    settings = {**STAGE1_DEFAULTS, **train_kwargs}
+    model, processor = assemble(stage1=None, train_if_missing=False)
+    start = time.monotonic()
+    path = Path(path)
+
+    def meta(losses):
+        return {**settings, "seed": STAGE1_SEED, "steps_done": len(losses),
+                "seconds": round(time.monotonic() - start, 1),
+                "final_loss": round(sum(losses[-25:]) / len(losses[-25:]), 4), "torch": torch.__version__}
+
+    def checkpoint(step, losses):
+        if checkpoint_every and step % checkpoint_every == 0 and step < settings["steps"]:
+            save_stage1(model, processor.tokenizer, path.with_suffix(f".step{step}.safetensors"), meta(losses))
+
+    losses = train_stage1(model, processor, progress=progress, on_step=checkpoint, **settings)
+    return save_stage1(model, processor.tokenizer, path, meta(losses)), losses
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m vlm_dpo.demo", description=__doc__.split("\n\n")[0])
+    parser.add_argument("folder", nargs="?", help="where to build the model (default: the cache)")
+    parser.add_argument("--train-stage1", action="store_true", help="retrain the stage-1 weights and write them")
+    parser.add_argument("--output", default=str(ASSET), help=f"stage-1 weights file to write (default {ASSET})")
+    parser.add_argument("--steps", type=int, default=STAGE1_DEFAULTS["steps"])
+    parser.add_argument("--batch-size", type=int, default=STAGE1_DEFAULTS["batch_size"])
+    parser.add_argument("--lr", type=float, default=STAGE1_DEFAULTS["lr"])
+    parser.add_argument("--checkpoint-every", type=int, default=0, help="also write OUTPUT.stepN.safetensors")
+    args = parser.parse_args(argv)
+    if args.train_stage1:
+        path, losses = make_stage1_asset(args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                                         checkpoint_every=args.checkpoint_every)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
+        return
+    print(ensure_demo_model(args.folder))
+
+
+if __name__ == "__main__":
+    main()
