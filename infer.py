@@ -7,6 +7,9 @@ model is the one the run was trained on unless --model names another (e.g. a loc
     python infer.py --adapter outputs/smolvlm-rlhfv --image photo.jpg --question "Describe this image."
     python infer.py --adapter outputs/tiny --image a.png --image b.jpg --question "What is shown?" --json
 
+    # text-only models (tiny-smollm2, SmolLM2, GPT-2 runs): prompts instead of images
+    python infer.py --adapter outputs/text-demo --prompt "What is 37 + 48?" --prompt "How many grams are in 3 kilograms?"
+
     # generations on a prepared preference set, compared with the chosen and rejected answers
     python infer.py --adapter outputs/tiny --dataset data/tiny --report reports/tiny --limit 20
 
@@ -28,7 +31,9 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     images = parser.add_argument_group("image mode")
     images.add_argument("--image", action="append", help="image file to ask about; repeat for several")
     images.add_argument("--question", help="the question asked about every --image")
-    images.add_argument("--json", action="store_true", help="print only a JSON list of {image, question, base, tuned}")
+    images.add_argument("--json", action="store_true", help="print only a JSON list of {image, question, base, tuned} "
+                        "(with --prompt: {prompt, base, tuned})")
+    parser.add_argument("--prompt", action="append", help="text models: a prompt to answer; repeat for several")
     data = parser.add_argument_group("dataset mode")
     data.add_argument("--dataset", help="folder saved by `python -m data_prep` (datasets.save_to_disk)")
     data.add_argument("--report", help="output folder for metrics.json and report.html")
@@ -37,8 +42,8 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     data.add_argument("--do_sample", action="store_true", help="sample instead of greedy decoding")
     data.add_argument("--seed", type=int, default=0, help="seed for --do_sample (default 0)")
     args = parser.parse_args(argv)
-    if bool(args.image) == bool(args.dataset):
-        parser.error("give either --image IMG --question Q, or --dataset PATH --report OUT")
+    if (bool(args.image) + bool(args.dataset) + bool(args.prompt)) != 1:
+        parser.error("give either --image IMG --question Q, --prompt TEXT (text models), or --dataset PATH --report OUT")
     if args.image and not args.question:
         parser.error("--image needs --question")
     if args.dataset and not args.report:
@@ -56,7 +61,29 @@ def main(argv=None) -> int:
         parser.error(str(error))
     if args.image:
         return run_images(parser, args)
+    if args.prompt:
+        return run_prompts(parser, args)
     return run_dataset(parser, args)
+
+
+def run_prompts(parser, args) -> int:
+    """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
+    from vlm_dpo.generate import generate_answers, load_tuned
+    from vlm_dpo.models import is_vision_processor
+
+    model, processor, _ = load_tuned(args.adapter, args.model)
+    if is_vision_processor(processor):
+        parser.error(f"{args.adapter} is a vision-language run: ask with --image IMG --question Q")
+    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    base = generate_answers(model, processor, None, args.prompt, use_adapter=False, **options)
+    tuned = generate_answers(model, processor, None, args.prompt, **options)
+    results = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(args.prompt, base, tuned)]
+    if args.json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print(f"\n{result['prompt']}\n  base : {result['base']}\n  tuned: {result['tuned']}")
+    return 0
 
 
 def run_images(parser, args) -> int:

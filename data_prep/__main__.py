@@ -25,6 +25,11 @@ def parse_args(argv=None) -> argparse.Namespace:
     parser.add_argument("--max_length", type=int, default=1024,
                         help="drop pairs whose prompt (image tokens included) + longer answer exceed this many "
                              "tokens; use the trainer's max_length; 0 keeps all (default: %(default)s, TRL's)")
+    parser.add_argument("--max_prompt_length", type=int, default=None,
+                        help="text pairs only: cut the prompt's start so that the rendered prompt has at most this "
+                             "many tokens (image pairs are never cut; default: no cut)")
+    parser.add_argument("--max_completion_length", type=int, default=None,
+                        help="text pairs only: cut each answer's end to at most this many tokens (default: no cut)")
     parser.add_argument("--processor_longest_edge", type=int, default=None,
                         help="longest edge the image processor scales images to before tiling, as the recipe's "
                              "processor_longest_edge (default: the processor's own, 2048 for SmolVLM-256M)")
@@ -51,7 +56,8 @@ def main(argv=None) -> dict:
     try:
         report = prepare(args.input, args.output, processor_name=args.model, max_length=args.max_length,
                          longest_edge=args.longest_edge, test_size=args.test_size, seed=args.seed,
-                         limit=args.limit, split=args.split)
+                         limit=args.limit, split=args.split, max_prompt_length=args.max_prompt_length,
+                         max_completion_length=args.max_completion_length)
     except (FileNotFoundError, ValueError, HubUnavailableError) as error:  # the user's input, not our bug
         raise SystemExit(f"error: {error}") from None
     print(f"read {report['read']} rows ({report['layout']} layout, splits {', '.join(report['read_from'])})")

@@ -22,8 +22,17 @@ def messages(question: str, chosen: str, rejected: str) -> dict:
 
 
 def render(processor, question: str, answer: str | None = None) -> str:
-    """The text the model sees: the generation prompt when ``answer`` is None, else the whole exchange."""
-    conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
-    if answer is not None:
-        conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    """The text the model sees: the generation prompt when ``answer`` is None, else the whole exchange.
+
+    A VLM processor gets SmolVLM's content blocks with the image slot; a text model's tokenizer gets string
+    contents, as TRL renders text pairs.
+    """
+    if hasattr(processor, "image_processor"):
+        conversation = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": question}]}]
+        if answer is not None:
+            conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}]})
+    else:
+        conversation = [{"role": "user", "content": question}]
+        if answer is not None:
+            conversation.append({"role": "assistant", "content": answer})
     return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=answer is None)

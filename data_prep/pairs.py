@@ -1,10 +1,13 @@
 """Raw rows -> clean preference pairs, or a counted reason to skip them.
 
-Two row layouts (see ``sources.detect_layout``):
+Three row layouts (see ``sources.detect_layout``):
 
 - ``rlhfv``: ``image`` + ``text``, a JSON string ``{"question", "chosen", "rejected"}`` (openbmb/RLHF-V-Dataset);
 - ``conversational``: ``prompt`` / ``chosen`` / ``rejected`` as messages or plain strings, with
-  ``images`` (or ``image``), as HuggingFaceH4/rlaif-v_formatted.
+  ``images`` (or ``image``), as HuggingFaceH4/rlaif-v_formatted;
+- ``text``: the same without images, for text-only models: plain strings (HumanLLMs/Human-Like-DPO-Dataset) or
+  messages, ``chosen`` / ``rejected`` possibly whole conversations (UltraFeedback binarized: the last assistant
+  turn is the answer). Such pairs have no image (``Pair.image`` is None).
 
     from data_prep.pairs import to_pair
     pair = to_pair(row, "rlhfv", source_index=0, longest_edge=512)   # or raises SkipRow(reason)
@@ -20,9 +23,9 @@ from .images import SkipRow, clean_image
 
 @dataclass
 class Pair:
-    """One preference pair: an RGB image and stripped, non-empty, distinct texts."""
+    """One preference pair: an RGB image (None for text pairs) and stripped, non-empty, distinct texts."""
 
-    image: Image.Image
+    image: Image.Image | None
     question: str
     chosen: str
     rejected: str
@@ -45,10 +48,12 @@ def to_pair(row: dict, layout: str, source_index: int, longest_edge: int) -> Pai
     rejected = _required(rejected, "missing_rejected")
     if chosen == rejected:
         raise SkipRow("chosen_equals_rejected")
-    image, source_format = clean_image(_image_value(row, layout), longest_edge)
     ground_truth = row.get("ground_truth") or ""
     if not isinstance(ground_truth, str):
         ground_truth = json.dumps(ground_truth)
+    if layout == "text":
+        return Pair(None, question, chosen, rejected, source_index, ground_truth)
+    image, source_format = clean_image(_image_value(row, layout), longest_edge)
     return Pair(image, question, chosen, rejected, source_index, ground_truth, source_format)
 
 

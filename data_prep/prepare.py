@@ -5,7 +5,8 @@
     dataset = load_prepared("data/rlhfv")      # DatasetDict: "train", "test"
 
 The saved rows are TRL's conversational vision layout (``images``, ``prompt``, ``chosen``,
-``rejected``) plus ``source_index`` and ``ground_truth``; ``prep_report.json`` beside them says
+``rejected``) plus ``source_index`` and ``ground_truth``; text pairs (layout ``text``) are the same without
+``images``, TRL's conversational text layout; ``prep_report.json`` beside them says
 what was read, kept and skipped, with ``read == kept + sum(skipped.values())``.
 """
 
@@ -22,13 +23,15 @@ CHUNK_ROWS = 256  # cleaned rows held as Python objects before they join the arr
 
 def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smolvlm", max_length: int | None = None,
             longest_edge: int = 512, test_size: float = 0.1, seed: int = 42, limit: int | None = None,
-            split: str | None = None, processor=None) -> dict:
+            split: str | None = None, processor=None, max_prompt_length: int | None = None,
+            max_completion_length: int | None = None) -> dict:
     """Prepare ``input`` (see ``sources``) into ``output_dir``; return the report also written there.
 
     The processor counts tokens, so it is needed only when ``max_length`` is set: ``processor`` when
     the caller already holds one (the trainer, with its own image size), else loaded from
     ``processor_name``. A test split in the input is kept as is; otherwise ``test_size`` of the kept
-    rows are held out, grouped by image content so that no image is in both splits.
+    rows are held out, grouped by image content so that no image is in both splits (text pairs: by prompt).
+    ``max_prompt_length`` / ``max_completion_length`` cut text pairs to these many tokens (``budget.TokenBudget.clip``).
     """
     import datasets
 
@@ -38,10 +41,11 @@ def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smol
     if not 0 <= test_size < 1:
         raise ValueError(f"test_size must be a fraction in [0, 1), got {test_size}.")
     budget = None
-    if max_length is not None:
+    if (max_length, max_prompt_length, max_completion_length) != (None, None, None):
         from vlm_dpo.models import load_processor
 
-        budget = TokenBudget(processor if processor is not None else load_processor(processor_name), max_length)
+        budget = TokenBudget(processor if processor is not None else load_processor(processor_name), max_length,
+                             max_prompt_length, max_completion_length)
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)  # output_dir itself only once there is data to save
     (output_dir / REPORT_NAME).unlink(missing_ok=True)  # a half-written folder must not look prepared
@@ -68,6 +72,8 @@ def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smol
         "splits": {name: len(rows) for name, rows in dataset.items()},
         "model": processor_name if budget is not None else None,
         "max_length": max_length,
+        "max_prompt_length": max_prompt_length,
+        "max_completion_length": max_completion_length,
         "longest_edge": longest_edge,
         "test_size": test_size,
         "seed": seed,
@@ -133,20 +139,26 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
     from .pairs import to_pair
     from .sources import iter_rows
 
-    features = _features()
+    features = _features(text=layout == "text")
     chunks, records, hashes = [], [], []
     for index, row in enumerate(tqdm(iter_rows(rows), total=len(rows), desc=f"cleaning {name}", unit="row")):
         try:
             pair = to_pair(row, layout, index, longest_edge)
-            if budget is not None and not budget.fits(pair):
-                raise SkipRow("too_long")
+            if budget is not None:
+                pair = budget.clip(pair)
+                if not budget.fits(pair):
+                    raise SkipRow("too_long")
         except SkipRow as skip:
             skipped[skip.reason] += 1
             continue
-        image = {"bytes": encode(pair.image, pair.source_format), "path": None}
-        records.append({"images": [image], **messages(pair.question, pair.chosen, pair.rejected),
-                        "source_index": pair.source_index, "ground_truth": pair.ground_truth})
-        hashes.append(image_hash(pair.image))
+        record = {**messages(pair.question, pair.chosen, pair.rejected), "source_index": pair.source_index,
+                  "ground_truth": pair.ground_truth}
+        if pair.image is None:  # text pair: grouped by prompt for the split
+            hashes.append(hashlib.sha256(pair.question.encode()).hexdigest())
+        else:
+            record["images"] = [{"bytes": encode(pair.image, pair.source_format), "path": None}]
+            hashes.append(image_hash(pair.image))
+        records.append(record)
         if len(records) == CHUNK_ROWS:  # bounded Python-side memory: the bytes live once, in arrow
             chunks.append(_to_dataset(records, features))
             records = []
@@ -161,11 +173,12 @@ def _to_dataset(records: list[dict], features):
     return datasets.Dataset.from_dict(columns, features=features)
 
 
-def _features():
+def _features(text: bool = False):
     from datasets import Features, Image, List, Value
 
     message = List({"role": Value("string"), "content": Value("string")})
+    images = {} if text else {"images": List(Image())}
     return Features({
-        "images": List(Image()), "prompt": message, "chosen": message, "rejected": message,
+        **images, "prompt": message, "chosen": message, "rejected": message,
         "source_index": Value("int64"), "ground_truth": Value("string"),
     })

@@ -5,6 +5,7 @@
     rows.jsonl, rows.json            JSON lines / JSON
     saved/                          a folder written by datasets' save_to_disk (Dataset or DatasetDict)
     synthetic:200                   200 rows from data_prep.scenes (RLHF-V schema + ground truth)
+    arithmetic:200                  200 text rows from data_prep.arithmetic (exact answers; the text demo)
 
 Rows are read in arrow format (``iter_rows``), so datasets never decodes an image: a corrupt one
 reaches ``images.decode`` and becomes a counted skip instead of a crash, and, unlike casting to
@@ -18,6 +19,7 @@ from pathlib import Path
 LAYOUTS = {
     "rlhfv": "image, text (JSON with question / chosen / rejected)",
     "conversational": "prompt, chosen, rejected, and images or image",
+    "text": "prompt, chosen, rejected without images, as strings or chat messages (text-only models)",
 }
 
 
@@ -30,7 +32,8 @@ class Source:
 
 def open_source(input: str, split: str | None = None, limit: int | None = None, seed: int = 42,
                 cache_dir: str | None = None) -> Source:
-    """Open ``input`` and pick its splits: ``split`` if given, else "train" (plus "test" if present), else all."""
+    """Open ``input`` and pick its splits: ``split`` if given, else "train" (plus "test" if present), else
+    "train_prefs" (plus "test_prefs", as HuggingFaceH4/ultrafeedback_binarized names them), else all."""
     import datasets
 
     dataset = _load(input, seed, cache_dir)
@@ -43,6 +46,9 @@ def open_source(input: str, split: str | None = None, limit: int | None = None, 
     elif "train" in dataset:
         splits = {name: dataset[name] for name in ("train", "test") if name in dataset}
         read_from = list(splits)
+    elif "train_prefs" in dataset:  # HuggingFaceH4's preference sets (ultrafeedback_binarized): *_prefs, not *_sft
+        read_from = [name for name in ("train_prefs", "test_prefs") if name in dataset]
+        splits = {name.removesuffix("_prefs"): dataset[name] for name in read_from}
     else:
         splits, read_from = {"train": datasets.concatenate_datasets(list(dataset.values()))}, list(dataset)
     if limit is not None:
@@ -56,6 +62,8 @@ def detect_layout(columns) -> str:
         return "rlhfv"
     if {"prompt", "chosen", "rejected"} <= columns and columns & {"images", "image"}:
         return "conversational"
+    if {"prompt", "chosen", "rejected"} <= columns:  # HumanLLMs/Human-Like-DPO-Dataset, UltraFeedback binarized
+        return "text"
     expected = "; or ".join(f"{name} ({needs})" for name, needs in LAYOUTS.items())
     raise ValueError(f"Unknown row layout: the input has columns {sorted(columns)}; expected {expected}.")
 
@@ -76,6 +84,13 @@ def _load(input: str, seed: int, cache_dir: str | None):
         if not count.isdigit():
             raise ValueError(f"Expected synthetic:N with N a number of rows, got {input!r}.")
         return datasets.Dataset.from_list(generate_rows(int(count), seed))
+    if input.startswith("arithmetic:"):
+        from .arithmetic import generate_rows as arithmetic_rows
+
+        count = input.removeprefix("arithmetic:")
+        if not count.isdigit():
+            raise ValueError(f"Expected arithmetic:N with N a number of rows, got {input!r}.")
+        return datasets.Dataset.from_list(arithmetic_rows(int(count), seed))
     path = Path(input)
     if (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
         return datasets.load_from_disk(input)

@@ -29,3 +29,17 @@ def tiny_processor(tiny_model_dir):
     from vlm_dpo.models import load_processor
 
     return load_processor("tiny-smolvlm")
+
+
+@pytest.fixture(scope="session")
+def tiny_text_model_dir(model_cache):
+    from vlm_dpo.tiny import ensure_tiny_text_model
+
+    return ensure_tiny_text_model()
+
+
+@pytest.fixture(scope="session")
+def tiny_text_tokenizer(tiny_text_model_dir):
+    from vlm_dpo.models import load_processor
+
+    return load_processor("tiny-smollm2")

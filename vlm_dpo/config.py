@@ -1,7 +1,8 @@
 """The typed configuration that ``train.py`` reads with TRL's ``TrlParser``: YAML recipe, then CLI overrides.
 
 Three dataclasses, as in TRL's own scripts: ``DataArguments`` (ours), ``TrainConfig`` (TRL's
-``DPOConfig`` with a CPU-aware precision default) and TRL's ``ModelConfig`` (model id, LoRA, 4-bit).
+``DPOConfig`` with a CPU-aware precision default, DDPO's ``ddpo_gamma`` and an early check of ``loss_type``) and
+TRL's ``ModelConfig`` (model id, LoRA, 4-bit).
 """
 
 import logging
@@ -43,6 +44,16 @@ class DataArguments:
         default=None, metadata={"help": "Evaluate on at most this many held-out pairs (default: all)."}
     )
     data_seed_split: int = field(default=42, metadata={"help": "Seed of the train/test split in data_prep."})
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={"help": "Text pairs only: data_prep keeps the last tokens of the prompt so that the rendered prompt "
+                  "has at most this many (TRL 1.x has no such field; image pairs are never cut). Default: no cut."},
+    )
+    max_completion_length: int | None = field(
+        default=None,
+        metadata={"help": "Text pairs only: data_prep keeps the first tokens of each answer, at most this many "
+                  "with the template's end tokens. Default: no cut."},
+    )
     report_pairs: int = field(
         default=64,
         metadata={"help": "At the end of training, base and tuned answer this many held-out pairs for "

@@ -215,7 +215,13 @@ def scene_score(text: str, ground_truth: str | dict) -> dict:
 
 
 def score(generation: str, chosen: str, rejected: str, ground_truth: str | None) -> dict:
-    """Ground-truth score when the pair has a scene, else the COCO proxy."""
+    """Ground-truth score when the pair has a scene (or an exact answer, ``data_prep.arithmetic``: a wrong
+    number is the hallucination), else the COCO proxy."""
+    from data_prep.arithmetic import answer_correct, exact_answer
+
+    if exact_answer(ground_truth) is not None:
+        wrong = not answer_correct(generation, ground_truth)
+        return {"kind": "exact answer", "mentions": 1, "bad": [generation] if wrong else [], "hallucinated": wrong}
     if ground_truth:
         return scene_score(generation, ground_truth)
     return proxy_score(generation, chosen, rejected)

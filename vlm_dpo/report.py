@@ -130,11 +130,15 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
 
 
 def _attribute_correct(question: str, answer: str, ground_truth: str | None) -> bool | None:
-    """Whether a scene answer gets the asked attribute right; None without a scene or for other questions."""
+    """Whether a scene answer gets the asked attribute right (an arithmetic answer: the exact result); None
+    without ground truth or for other questions."""
     if not ground_truth:
         return None
+    from data_prep import arithmetic
     from data_prep.scenes import answer_correct, question_type
 
+    if arithmetic.exact_answer(ground_truth) is not None:  # the text demo's checkable answers
+        return arithmetic.answer_correct(answer, ground_truth)
     return answer_correct(question, answer, ground_truth) if question_type(question) else None
 
 

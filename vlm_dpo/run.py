@@ -26,6 +26,7 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
         prepare(
             data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
             longest_edge=data_args.image_longest_edge, test_size=data_args.test_size, seed=data_args.data_seed_split,
+            max_prompt_length=data_args.max_prompt_length, max_completion_length=data_args.max_completion_length,
         )
     return load_prepared(target)
 
@@ -183,4 +184,7 @@ def print_summary(output_dir: Path, results: dict) -> None:
     print(f"\nResults in {output_dir}/ (adapter, eval_results.json, training_curves.png, run_config.yaml)")
     if (output_dir / "report" / "report.html").exists():
         print(f"Report: {output_dir}/report/report.html")
-    print(f'Next: python infer.py --adapter {output_dir} --image YOUR_IMAGE.png --question "Describe the image."')
+    if (output_dir / "processor_config.json").exists():  # a vision-language run
+        print(f'Next: python infer.py --adapter {output_dir} --image YOUR_IMAGE.png --question "Describe the image."')
+    else:
+        print(f'Next: python infer.py --adapter {output_dir} --prompt "YOUR QUESTION"')
