@@ -8,7 +8,7 @@ model is the one the run was trained on unless --model names another (e.g. a loc
     python infer.py --adapter outputs/tiny --image a.png --image b.jpg --question "What is shown?" --json
 
     # text-only models (tiny-smollm2, SmolLM2, GPT-2 runs): prompts instead of images
-    python infer.py --adapter outputs/text-demo --prompt "What is 37 + 48?" --prompt "How many grams are in 3 kilograms?"
+    python infer.py --adapter outputs/text-demo --prompt "What is 37 + 48?" --prompt "How many grams in 3 kg?"
 
     # generations on a prepared preference set, compared with the chosen and rejected answers
     python infer.py --adapter outputs/tiny --dataset data/tiny --report reports/tiny --limit 20
@@ -43,7 +43,8 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
     data.add_argument("--seed", type=int, default=0, help="seed for --do_sample (default 0)")
     args = parser.parse_args(argv)
     if (bool(args.image) + bool(args.dataset) + bool(args.prompt)) != 1:
-        parser.error("give either --image IMG --question Q, --prompt TEXT (text models), or --dataset PATH --report OUT")
+        parser.error("give either --image IMG --question Q, --prompt TEXT (text models), "
+                     "or --dataset PATH --report OUT")
     if args.image and not args.question:
         parser.error("--image needs --question")
     if args.dataset and not args.report:
@@ -68,44 +69,48 @@ def main(argv=None) -> int:
 
 def run_prompts(parser, args) -> int:
     """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
-    from vlm_dpo.generate import generate_answers, load_tuned
+    from vlm_dpo.generate import load_tuned
     from vlm_dpo.models import is_vision_processor
 
     model, processor, _ = load_tuned(args.adapter, args.model)
     if is_vision_processor(processor):
         parser.error(f"{args.adapter} is a vision-language run: ask with --image IMG --question Q")
-    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
-    base = generate_answers(model, processor, None, args.prompt, use_adapter=False, **options)
-    tuned = generate_answers(model, processor, None, args.prompt, **options)
+    base, tuned = answer_both(model, processor, None, args.prompt, args)
     results = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(args.prompt, base, tuned)]
-    if args.json:
-        print(json.dumps(results, indent=2, ensure_ascii=False))
-    else:
-        for result in results:
-            print(f"\n{result['prompt']}\n  base : {result['base']}\n  tuned: {result['tuned']}")
-    return 0
+    return show(results, args.json, lambda result: result["prompt"])
 
 
 def run_images(parser, args) -> int:
     """Both models answer ``--question`` about each ``--image``; text or JSON on stdout."""
-    from vlm_dpo.generate import generate_answers, load_tuned, open_image
+    from vlm_dpo.generate import load_tuned, open_image
 
     try:
         images = [open_image(path) for path in args.image]
     except (FileNotFoundError, ValueError) as error:
         parser.error(str(error))
     model, processor, _ = load_tuned(args.adapter, args.model)
-    questions = [args.question] * len(images)
-    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
-    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
-    tuned = generate_answers(model, processor, images, questions, **options)
+    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args)
     results = [{"image": path, "question": args.question, "base": b, "tuned": t}
                for path, b, t in zip(args.image, base, tuned)]
-    if args.json:
+    return show(results, args.json, lambda result: f"[{result['image']}] {result['question']}")
+
+
+def answer_both(model, processor, images, questions, args) -> tuple[list[str], list[str]]:
+    """The base (adapter off) and the tuned model answer the same questions."""
+    from vlm_dpo.generate import generate_answers
+
+    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
+    return base, generate_answers(model, processor, images, questions, **options)
+
+
+def show(results: list[dict], as_json: bool, heading) -> int:
+    """A JSON list on stdout, or one readable block per result under ``heading(result)``."""
+    if as_json:
         print(json.dumps(results, indent=2, ensure_ascii=False))
     else:
         for result in results:
-            print(f"\n[{result['image']}] {result['question']}\n  base : {result['base']}\n  tuned: {result['tuned']}")
+            print(f"\n{heading(result)}\n  base : {result['base']}\n  tuned: {result['tuned']}")
     return 0
 
 

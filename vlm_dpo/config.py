@@ -102,11 +102,15 @@ class TrainConfig(DPOConfig):
         if unknown:
             raise ValueError(f"Unknown loss_type {unknown}: choose among {', '.join(LOSS_TYPES)}.")
         if self.ddpo_gamma <= 0:
-            raise ValueError(f"ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}")
+            raise ValueError(
+                f"ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}"
+            )
         if "ddpo" not in losses:
             return
         if losses != ["ddpo"]:
-            raise ValueError(f"loss_type ddpo cannot be combined with other losses ({losses}): use --loss_type ddpo alone.")
+            raise ValueError(
+                f"loss_type ddpo cannot be combined with other losses ({losses}): use --loss_type ddpo alone."
+            )
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
             raise ValueError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
                              "use_weighting false and f_divergence_type reverse_kl.")
