@@ -49,12 +49,17 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
-    from vlm_dpo.models import HubUnavailableError
+    from vlm_dpo.models import HubUnavailableError, load_processor
 
     from .prepare import prepare
 
     try:
-        report = prepare(args.input, args.output, processor_name=args.model, max_length=args.max_length,
+        processor = None
+        if args.max_length and args.processor_longest_edge:  # count tokens at the size the trainer will use
+            processor = load_processor(args.model)
+            processor.image_processor.size = {"longest_edge": args.processor_longest_edge}
+        report = prepare(args.input, args.output, processor_name=args.model, processor=processor,
+                         max_length=args.max_length or None,
                          longest_edge=args.longest_edge, test_size=args.test_size, seed=args.seed,
                          limit=args.limit, split=args.split, max_prompt_length=args.max_prompt_length,
                          max_completion_length=args.max_completion_length)

@@ -256,5 +256,5 @@ def test_text_demo_raises_exact_answer_accuracy(tmp_path):
     results = json.loads((out / "eval_results.json").read_text())
     report = json.loads((out / "report" / "metrics.json").read_text())
     assert report["n"] == 40 and report["n_ground_truth"] == report["n"]
-    assert results["tuned_rewards_accuracies"] >= 0.8
-    assert report["tuned_attribute_accuracy"] >= report["base_attribute_accuracy"] + 0.05
+    assert results["tuned_rewards_accuracies"] >= 0.65
+    assert report["tuned_attribute_accuracy"] >= report["base_attribute_accuracy"] + 0.2  # measured 0.05 -> 0.475

@@ -133,3 +133,12 @@ def test_overrides_without_config_apply_to_the_default_recipe():
     data_args, training_args, model_args = train.parse(["--output_dir", "elsewhere", "--max_steps", "3"])[:3]
     assert model_args.model_name_or_path == "tiny-smolvlm"
     assert training_args.output_dir == "elsewhere" and training_args.max_steps == 3
+
+
+def test_data_prepared_from_another_source_is_prepared_again(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    common = ["--max_steps", "1", "--output_dir", str(out), "--report_pairs", "0", "--eval_strategy", "no"]
+    train.main([*common, "--dataset_name", "synthetic:16"])
+    train.main([*common, "--dataset_name", "synthetic:20"])
+    report = json.loads((out / "data" / "prep_report.json").read_text())
+    assert report["input"] == "synthetic:20" and report["read"] == 20

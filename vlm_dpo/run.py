@@ -19,9 +19,11 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
 
     target = Path(data_args.dataset_name if is_prepared(data_args.dataset_name) else
                   data_args.prepared_dir or output_dir / "data")
-    if is_prepared(target):
+    reusable = target == Path(data_args.dataset_name) or (
+        is_prepared(target) and prepared_from(target) == data_args.dataset_name)
+    if is_prepared(target) and reusable:
         check_fits(target, max_length)
-    else:
+    else:  # nothing there yet, or a preparation of another source: (re)prepare
         logger.info("Preparing %s into %s", data_args.dataset_name, target)
         prepare(
             data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
@@ -29,6 +31,11 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
             max_prompt_length=data_args.max_prompt_length, max_completion_length=data_args.max_completion_length,
         )
     return load_prepared(target)
+
+
+def prepared_from(prepared: Path) -> str | None:
+    """The ``--input`` a prepared folder was made from."""
+    return json.loads((prepared / "prep_report.json").read_text()).get("input")
 
 
 def check_fits(prepared: Path, max_length: int | None) -> None:
