@@ -205,7 +205,8 @@ def test_each_loss_trains_a_step_of_the_tiny_recipe(variant, tiny_prepared, tmp_
     trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir", str(out),
                           "--dataset_name", str(tiny_prepared), "--eval_strategy", "no", "--report_pairs", "0",
                           "--loss_type", *losses, *extra])
-    assert type(trainer).__name__ == ("DDPOTrainer" if variant == "ddpo" else "DPOTrainer")
+    assert type(trainer).__name__ == ("DDPOTrainer" if variant == "ddpo" else "FastDPOTrainer")  # tiny: fast_dpo
+    assert getattr(trainer, "plain_reason", None) is None
     results = json.loads((out / "eval_results.json").read_text())
     assert results["global_step"] == 1 and math.isfinite(results["tuned_loss"])
     logged = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -70,13 +70,21 @@ class DataArguments:
 
 @dataclass
 class TrainConfig(DPOConfig):
-    """TRL's DPOConfig plus DDPO's gamma; ``bf16`` left unset means bf16 on CUDA and float32 on CPU."""
+    """TRL's DPOConfig plus DDPO's gamma and fast_dpo; ``bf16`` left unset means bf16 on CUDA and float32 on CPU."""
 
     ddpo_gamma: float = field(
         default=5.0,
         metadata={"help": "loss_type [ddpo] only (RLHF-V's dense DPO, vlm_dpo/ddpo.py): weight of the answer tokens "
                   "that differ between chosen and rejected, in the sequence log-prob normalised by "
                   "|unchanged| + gamma * |changed|. 1 weighs every token alike; the paper uses 5 (with beta 0.5)."},
+    )
+    fast_dpo: bool = field(
+        default=False,
+        metadata={"help": "Train with vlm_dpo.fast_dpo.FastDPOTrainer: each image through the frozen vision tower "
+                  "once, each pair's prompt through the language model once (chosen and rejected packed on top of it), "
+                  "reference log-probs computed once and cached on disk. Same losses and metrics as TRL's "
+                  "DPOTrainer; where it cannot apply (vision side trained, no LoRA, ...) it says why and runs TRL's "
+                  "plain path. loss_type ddpo always runs DDPOTrainer's plain path."},
     )
 
     def __post_init__(self):
