@@ -50,7 +50,10 @@ def draw_scene(rng: random.Random) -> dict:
     descriptions name them. bbox is [x0, y0, x1, y1] in pixels, x1 and y1 exclusive.
     """
     while True:
-        width, height = rng.randint(48, 160), rng.randint(48, 160)
+        # Near-square canvases: SmolVLM's processor stretches an image to whole 64px tiles and its global
+        # view to a square, which turned circles on long canvases into ellipses and squares into bars.
+        width = rng.randint(48, 160)
+        height = min(160, max(48, round(width * rng.uniform(0.85, 1.15))))
         k = rng.randint(1, 3)
         short = min(width, height)
         boxes: list[list[int]] = []
@@ -93,15 +96,35 @@ def render(scene: dict, rng: random.Random) -> Image.Image:
     image = Image.fromarray(np.stack([grey] * 3, axis=-1), "RGB")
     draw = ImageDraw.Draw(image)
     for obj in scene["objects"]:
-        fill = tuple(min(255, max(0, c + rng.randint(-15, 15))) for c in RGB[obj["color"]])
-        x0, y0, x1, y1 = obj["bbox"]
-        if obj["shape"] == "circle":
-            draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=fill)
-        elif obj["shape"] == "square":
-            draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=fill)
-        else:
-            draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=fill)
+        _draw_object(draw, obj, tuple(min(255, max(0, c + rng.randint(-15, 15))) for c in RGB[obj["color"]]))
     return image
+
+
+def _draw_object(draw: ImageDraw.ImageDraw, obj: dict, fill) -> None:
+    x0, y0, x1, y1 = obj["bbox"]
+    if obj["shape"] == "circle":
+        draw.ellipse([x0, y0, x1 - 1, y1 - 1], fill=fill)
+    elif obj["shape"] == "square":
+        draw.rectangle([x0, y0, x1 - 1, y1 - 1], fill=fill)
+    else:
+        draw.polygon([(x0, y1 - 1), (x1 - 1, y1 - 1), ((x0 + x1 - 1) / 2, y0)], fill=fill)
+
+
+def label_map(scene: dict) -> Image.Image:
+    """The scene's pixels labelled by object class ("L" image): 0 background, else ``1 + object_class(obj)``.
+
+    Drawn with the same geometry as ``render``, for the demo's dense vision pre-training (``vlm_dpo.demo``).
+    """
+    image = Image.new("L", (scene["width"], scene["height"]), 0)
+    draw = ImageDraw.Draw(image)
+    for obj in scene["objects"]:
+        _draw_object(draw, obj, 1 + object_class(obj))
+    return image
+
+
+def object_class(obj: dict) -> int:
+    """0..11: colour-major index of an object's (colour, shape)."""
+    return COLORS.index(obj["color"]) * len(SHAPES) + SHAPES.index(obj["shape"])
 
 
 # --------------------------------------------------------------------------- questions and answers

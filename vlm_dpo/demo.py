@@ -37,6 +37,7 @@ import time
 from pathlib import Path
 
 from .cache import default_cache_dir, save_atomically
+from .config import cpu_has_native_bf16
 from .tiny import SMOLVLM_CHAT_TEMPLATE, SPECIAL_TOKENS
 
 DEMO_MODEL_NAME = "demo-smolvlm"
@@ -49,7 +50,7 @@ VISION_CONFIG = dict(hidden_size=128, intermediate_size=512, num_hidden_layers=3
                      image_size=TILE, patch_size=PATCH)
 # Stage-1 scenes come from this seed; DPO data (synthetic:N) is drawn with data_seed_split (42 by default).
 STAGE1_SEED = 7919
-STAGE1_DEFAULTS = dict(steps=200, batch_size=16, lr=1e-3, warmup=20)  # as the shipped asset
+STAGE1_DEFAULTS = dict(vision_steps=1500, steps=200, batch_size=16, lr=1e-3, warmup=10)  # as the shipped asset
 ASSET = Path(__file__).resolve().parent / "assets" / "demo_stage1.safetensors"
 ADDED_TOKENS = [token for token in SPECIAL_TOKENS if token not in ("<|endoftext|>", "<|im_start|>", "<|im_end|>")]
 
@@ -137,6 +138,120 @@ def load_stage1_state(model, tokenizer, state: dict) -> None:
         inner.text_model.embed_tokens.weight[first:first + rows.shape[0]] = rows
 
 
+# --------------------------------------------------------------------------- stage 0: vision pre-training
+
+LABEL_SAMPLES = 4  # label samples per patch side: a patch is an object's when it covers >= 1/4 of it
+
+
+def patch_labels(labels, rows: int, cols: int):
+    """Per tile, per patch (row-major), the class under the patch: 0 background, else 1 + ``object_class``.
+
+    ``labels`` is ``data_prep.scenes.label_map(scene)``; ``rows`` x ``cols`` tiles as the processor split the
+    image (0 x 0: not split), the global view last, as in ``pixel_values``. The processor only rescales, so a
+    patch's place in the scene is its place in the tile grid.
+    """
+    import numpy as np
+    from PIL import Image
+
+    side, k = TILE // PATCH, LABEL_SAMPLES
+
+    def grid(n_rows, n_cols):
+        a = np.asarray(labels.resize((n_cols * side * k, n_rows * side * k), Image.NEAREST))
+        a = a.reshape(n_rows, side, k, n_cols, side, k).transpose(0, 3, 1, 4, 2, 5).reshape(n_rows * n_cols,
+                                                                                          side * side, k * k)
+        counts = np.stack([(a == c).sum(-1) for c in range(1, int(a.max()) + 2)], -1)
+        return np.where(counts.max(-1) >= k * k // 4, counts.argmax(-1) + 1, 0)
+
+    return np.concatenate(([grid(rows, cols)] if rows else []) + [grid(1, 1)])
+
+
+def vision_batch(processor, rng, n: int):
+    """(pixel_values of the real tiles, their per-patch labels) for ``n`` fresh scenes drawn from ``rng``."""
+    import numpy as np
+    import torch
+
+    from data_prep.scenes import draw_scene, label_map, render
+
+    scenes = [draw_scene(rng) for _ in range(n)]
+    pixels = processor.image_processor(images=[[render(scene, rng)] for scene in scenes], return_tensors="pt",
+                                       return_row_col_info=True)
+    labels = np.concatenate([patch_labels(label_map(scene), rows[0], cols[0])
+                             for scene, rows, cols in zip(scenes, pixels["rows"], pixels["cols"])])
+    tiles = pixels["pixel_values"].flatten(0, 1)
+    tiles = tiles[(tiles != 0).flatten(1).any(1)]  # drop the all-zero padding tiles, as the model does
+    return tiles, torch.from_numpy(labels).long()
+
+
+def pretrain_vision(model, processor, steps: int, batch_size: int = 32, lr: float = 2e-3, seed: int = STAGE1_SEED,
+                    progress: bool = True) -> list[float]:
+    """Stage 0: the vision encoder learns to tell, for every patch, which object (colour and shape) lies under it.
+
+    Why: SmolVLM's SigLIP encoder comes pre-trained on images and text before its stage 1; ours starts from
+    random weights, and through the frozen language model alone it learnt colours in a few hundred steps but
+    shapes barely (docs/demo_measurements.md). Dense labels from the scene generator (``label_map``) are a cheap
+    and direct signal, and the language model is not run at all. The linear head is thrown away afterwards.
+    """
+    import random
+
+    import torch
+    import torch.nn.functional as F
+    from tqdm.auto import tqdm
+
+    from data_prep.scenes import COLORS, SHAPES
+
+    classes = 1 + len(COLORS) * len(SHAPES)
+    encoder = model.model.vision_model
+    head = torch.nn.Linear(encoder.config.hidden_size, classes)  # per patch: background or an object class
+    object_head = torch.nn.Linear(encoder.config.hidden_size, classes - 1)  # per object, its patches pooled
+    params = list(encoder.parameters())
+    for parameter in params:
+        parameter.requires_grad_(True)
+    heads = list(head.parameters()) + list(object_head.parameters())
+    optimizer = torch.optim.AdamW([{"params": params, "weight_decay": 0.01},
+                                   {"params": heads, "weight_decay": 0.0}], lr=lr)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps, warmup=min(30, steps)))
+    weight = torch.ones(classes)
+    weight[0] = 0.3  # most patches are background
+    side = TILE // PATCH
+    rng = random.Random(f"demo-stage0/{seed}")
+    losses = []
+    encoder.train()
+    bar = tqdm(range(steps), desc="demo-smolvlm stage 0 (vision pre-training)", disable=not progress, unit="step")
+    try:
+        for _ in bar:
+            tiles, labels = vision_batch(processor, rng, batch_size)
+            hidden = encoder(pixel_values=tiles, patch_attention_mask=torch.ones(len(tiles), side, side,
+                                                                                 dtype=torch.bool)).last_hidden_state
+            loss = F.cross_entropy(head(hidden).flatten(0, 1), labels.flatten(), weight=weight)
+            # Each object class present in a tile, its patches' features averaged, names its class: the
+            # signal that makes a patch on a circle's rim say "circle" and not only "red".
+            members = F.one_hot(labels, classes).float()[..., 1:]  # (tiles, patches, classes - 1)
+            sizes = members.sum(1)
+            pooled = torch.einsum("tpc,tpd->tcd", members, hidden) / sizes.clamp(min=1).unsqueeze(-1)
+            present = sizes > 0
+            targets = torch.arange(classes - 1).expand_as(sizes)[present]
+            loss = loss + F.cross_entropy(object_head(pooled[present]), targets)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(params, 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(loss.item())
+            bar.set_postfix(loss=f"{sum(losses[-25:]) / len(losses[-25:]):.3f}")
+    finally:
+        for parameter in params:
+            parameter.requires_grad_(False)
+        encoder.eval()
+    return losses
+
+
+def _schedule(steps: int, warmup: int):
+    """Linear warm-up, then cosine down to a tenth of the peak."""
+    def factor(step):
+        return min(1.0, (step + 1) / max(warmup, 1)) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
+    return factor
+
+
 # --------------------------------------------------------------------------- stage 1
 
 
@@ -193,8 +308,11 @@ def answer_loss(model, inputs, answers):
 def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
                  batch_size: int = STAGE1_DEFAULTS["batch_size"],
                  lr: float = STAGE1_DEFAULTS["lr"], warmup: int = STAGE1_DEFAULTS["warmup"], seed: int = STAGE1_SEED,
-                 progress: bool = True, log_every: int = 25, on_step=None) -> list[float]:
+                 progress: bool = True, log_every: int = 25, on_step=None, train_vision: bool = True) -> list[float]:
     """Align the vision encoder and connector (and the added tokens' rows), language model frozen.
+
+    ``train_vision=False`` keeps a pre-trained encoder (stage 0) as it is and trains the connector only, as
+    LLaVA-style stage 1 does; it also skips the encoder's backward pass.
 
     Returns the loss of every step; ``on_step(step, losses)`` is called after each (e.g. to checkpoint).
     bf16 autocast where the CPU has native bf16 matrix units (AMX),
@@ -208,7 +326,7 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     inner = model.model
-    visual = list(inner.vision_model.parameters()) + list(inner.connector.parameters())
+    visual = list(inner.vision_model.parameters()) * train_vision + list(inner.connector.parameters())
     for parameter in visual:
         parameter.requires_grad_(True)
     embeddings = inner.text_model.embed_tokens.weight  # tied with lm_head
@@ -219,10 +337,8 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
     groups = [{"params": visual, "weight_decay": 0.01}, {"params": [embeddings], "weight_decay": 0.0}]
     optimizer = torch.optim.AdamW(groups,
                                   lr=lr, betas=(0.9, 0.98))
-    def schedule(step):
-        return min(1.0, (step + 1) / warmup) * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * step / steps)))
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, schedule)
-    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=_fast_bf16())
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps, warmup))
+    autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16())
     stream = stage1_examples(seed)
     losses = []
     model.train()
@@ -250,18 +366,6 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
             parameter.requires_grad_(False)
         model.eval()
     return losses
-
-
-def _fast_bf16() -> bool:
-    """True where bf16 matmuls run on native units (Intel AMX); on other CPUs bf16 is emulated and slower."""
-    import torch
-
-    if os.environ.get("VLM_DPO_STAGE1_FP32") == "1":
-        return False
-    try:
-        return "amx_bf16" in Path("/proc/cpuinfo").read_text() and torch.backends.mkldnn.is_available()
-    except OSError:
-        return False
 
 
 def save_stage1(model, tokenizer, path: str | Path, meta: dict) -> Path:
@@ -318,12 +422,16 @@ def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoin
     import torch
 
     settings = {**STAGE1_DEFAULTS, **train_kwargs}
+    vision_steps = settings.pop("vision_steps")
     model, processor = assemble(stage1=None, train_if_missing=False)
     start = time.monotonic()
     path = Path(path)
+    vision_losses = pretrain_vision(model, processor, vision_steps, progress=progress) if vision_steps else []
 
     def meta(losses):
-        return {**settings, "seed": STAGE1_SEED, "steps_done": len(losses),
+        return {**settings, "vision_steps": vision_steps,
+                "vision_final_loss": round(sum(vision_losses[-25:]) / max(len(vision_losses[-25:]), 1), 4),
+                "seed": STAGE1_SEED, "steps_done": len(losses),
                 "seconds": round(time.monotonic() - start, 1),
                 "final_loss": round(sum(losses[-25:]) / len(losses[-25:]), 4), "torch": torch.__version__}
 
@@ -331,7 +439,8 @@ def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoin
         if checkpoint_every and step % checkpoint_every == 0 and step < settings["steps"]:
             save_stage1(model, processor.tokenizer, path.with_suffix(f".step{step}.safetensors"), meta(losses))
 
-    losses = train_stage1(model, processor, progress=progress, on_step=checkpoint, **settings)
+    losses = train_stage1(model, processor, progress=progress, on_step=checkpoint, train_vision=not vision_steps,
+                          **settings)
     return save_stage1(model, processor.tokenizer, path, meta(losses)), losses
 
 
@@ -343,11 +452,13 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--steps", type=int, default=STAGE1_DEFAULTS["steps"])
     parser.add_argument("--batch-size", type=int, default=STAGE1_DEFAULTS["batch_size"])
     parser.add_argument("--lr", type=float, default=STAGE1_DEFAULTS["lr"])
+    parser.add_argument("--vision-steps", type=int, default=STAGE1_DEFAULTS["vision_steps"],
+                        help="stage-0 steps: the vision encoder learns per-patch object classes first (0: skip)")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="also write OUTPUT.stepN.safetensors")
     args = parser.parse_args(argv)
     if args.train_stage1:
         path, losses = make_stage1_asset(args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                         checkpoint_every=args.checkpoint_every)
+                                         vision_steps=args.vision_steps, checkpoint_every=args.checkpoint_every)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         return
     print(ensure_demo_model(args.folder))

@@ -207,7 +207,28 @@ def compare(rows: list[dict], external: dict | None = None) -> dict:
             metrics[f"{model}_{key}"] = values.get(key)
     for key in METRIC_KEYS:
         metrics[f"delta_{key}"] = delta(metrics[f"tuned_{key}"], metrics[f"base_{key}"])
-    return metrics
+    return metrics | question_type_metrics(truth)
+
+
+def question_type_metrics(rows: list[dict]) -> dict:
+    """Per question type of the scenes (describe, color, count, exists): attribute accuracy and hallucination
+    rate of base and tuned, as ``{model}_attribute_accuracy_{type}``, ``{model}_hallucination_rate_{type}``, ``n_{type}``.
+
+    Why: an overall gain can hide a question type that got worse; the demo's claim is per type.
+    """
+    from data_prep.scenes import question_type
+
+    groups: dict[str, list[dict]] = {}
+    for row in rows:
+        groups.setdefault(question_type(row["question"]) or "other", []).append(row)
+    out = {}
+    for qtype, subset in sorted(groups.items()):
+        out[f"n_{qtype}"] = len(subset)
+        for model in MODELS:
+            scores = [row["scores"][model] for row in subset]
+            out[f"{model}_attribute_accuracy_{qtype}"] = mean(x["correct"] for x in scores if x["correct"] is not None)
+            out[f"{model}_hallucination_rate_{qtype}"] = mean(x["hallucination"]["hallucinated"] for x in scores)
+    return out
 
 
 def _fmt(value) -> str:

@@ -130,22 +130,29 @@ def main(data_args, training_args, model_args):
         yaml.safe_dump(resolved_config(data_args, model_args, training_args), handle, sort_keys=False)
     plot_training_curves(trainer.state.log_history, output_dir / "training_curves.png")
     if data_args.report_pairs:
-        write_generation_report(trainer, processor, eval_set, data_args, output_dir)
+        report = write_generation_report(trainer, processor, eval_set, data_args, output_dir)
+        # What the answers say about the scenes (where the data has a ground truth), next to the DPO metrics.
+        results |= {key: value for key, value in report.items()
+                    if ("hallucination" in key or "attribute_accuracy" in key) and value is not None}
+        results["n_report_pairs"] = report["n"]
+        (output_dir / "eval_results.json").write_text(json.dumps(results, indent=2))
     print_summary(output_dir, results)
     return trainer
 
 
-def write_generation_report(trainer, processor, eval_set, data_args, output_dir: Path) -> None:
-    """Base and tuned answer held-out pairs; OUTPUT_DIR/report/ gets metrics.json, report.html and plots."""
+def write_generation_report(trainer, processor, eval_set, data_args, output_dir: Path) -> dict:
+    """Base and tuned answer held-out pairs; OUTPUT_DIR/report/ gets metrics.json, report.html and plots.
+    Returns the report's metrics."""
     from .evaluate import compare_on_dataset
 
     pairs = eval_set.select(range(min(data_args.report_pairs, len(eval_set))))
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
-    compare_on_dataset(
+    metrics, _, _ = compare_on_dataset(
         model, processor, pairs, output_dir / "report", beta=trainer.args.beta,
         max_new_tokens=data_args.report_max_new_tokens, batch_size=trainer.args.per_device_eval_batch_size,
         run_dir=output_dir, details={"adapter": str(output_dir), "split": data_args.dataset_test_split},
     )
+    return metrics
 
 
 def undo_eval_only_preparation(trainer) -> None:
@@ -185,7 +192,8 @@ def keep_tensorboard_in_output_dir(trainer, output_dir: Path) -> None:
 
 
 def print_summary(output_dir: Path, results: dict) -> None:
-    keys = ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected")
+    keys = ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected", "hallucination_rate",
+            "attribute_accuracy")
     print(f"\nHeld-out pairs: {results['n_eval_pairs']}   steps: {results['global_step']}")
     print(f"{'metric':<22}{'base':>12}{'tuned':>12}")
     for key in keys:
