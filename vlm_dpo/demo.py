@@ -32,7 +32,6 @@ import argparse
 import io
 import json
 import math
-import os
 import time
 from pathlib import Path
 

@@ -212,7 +212,8 @@ def compare(rows: list[dict], external: dict | None = None) -> dict:
 
 def question_type_metrics(rows: list[dict]) -> dict:
     """Per question type of the scenes (describe, color, count, exists): attribute accuracy and hallucination
-    rate of base and tuned, as ``{model}_attribute_accuracy_{type}``, ``{model}_hallucination_rate_{type}``, ``n_{type}``.
+    rate of base and tuned (``{model}_attribute_accuracy_{type}``, ``{model}_hallucination_rate_{type}``) and
+    ``n_{type}``.
 
     Why: an overall gain can hide a question type that got worse; the demo's claim is per type.
     """
