@@ -193,7 +193,9 @@ def test_demo_recipe_reduces_hallucination(tmp_path):
     results = json.loads((out / "eval_results.json").read_text())  # the report's scene scores are merged in
     report = json.loads((out / "report" / "metrics.json").read_text())
     assert results["n_eval_pairs"] >= 200 and results["n_report_pairs"] == results["n_eval_pairs"]
-    assert report["tuned_reward_accuracy"] == pytest.approx(results["tuned_rewards_accuracies"], abs=1e-3)
+    # Same pairs, two code paths (the trainer's packed batches, the report's own scoring) under bf16 autocast:
+    # a near-tie may flip, so agreement is to ~2 pairs of 240.
+    assert report["tuned_reward_accuracy"] == pytest.approx(results["tuned_rewards_accuracies"], abs=0.01)
     assert results["tuned_rewards_accuracies"] >= 0.85
     assert results["tuned_hallucination_rate"] <= 0.6 * results["base_hallucination_rate"]
     assert results["tuned_attribute_accuracy"] > results["base_attribute_accuracy"]
@@ -201,3 +203,30 @@ def test_demo_recipe_reduces_hallucination(tmp_path):
         if results[f"base_attribute_accuracy_{qtype}"] < 0.95:
             assert results[f"tuned_attribute_accuracy_{qtype}"] > results[f"base_attribute_accuracy_{qtype}"], qtype
     assert minutes <= 8, f"{minutes:.1f} minutes with the base cached"
+
+
+def test_cached_demo_model_is_rebuilt_when_the_stage1_weights_change(tmp_path, monkeypatch):
+    builds = []
+
+    class Part:
+        def __init__(self, name):
+            self.name = name
+
+        def save_pretrained(self, path):
+            Path(path).mkdir(parents=True, exist_ok=True)
+            (Path(path) / self.name).write_text(str(len(builds)))
+
+    def fake_assemble(stage1):
+        builds.append(stage1)
+        return Part("config.json"), Part("processor_config.json")
+
+    monkeypatch.setattr(demo, "assemble", fake_assemble)
+    weights = tmp_path / "stage1.safetensors"
+    weights.write_bytes(b"first")
+    folder = tmp_path / "model"
+    demo.ensure_demo_model(folder, stage1=weights)
+    demo.ensure_demo_model(folder, stage1=weights)
+    assert len(builds) == 1  # reused
+    weights.write_bytes(b"second")
+    demo.ensure_demo_model(folder, stage1=weights)
+    assert len(builds) == 2 and (folder / "config.json").read_text() == "2"

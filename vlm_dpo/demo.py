@@ -11,19 +11,24 @@ Sizes (chosen by measuring on a 2-core CPU, see docs/demo_measurements.md): imag
 128px longest edge and split into 64px tiles (at most 2x2 + 1 global), patches of 8px, pixel
 shuffle 4 (as SmolVLM), so 4 image tokens per tile and at most 20 per image; 3 encoder layers, 128 wide.
 
-Stage 1 (SFT; the DPO pipeline prescribes SFT first, then preference learning) aligns the vision
-encoder and connector on the chosen answers of *training* scenes (``STAGE1_SEED``, never the seed
-the DPO data is drawn from), the language model frozen; only the embedding rows of the tokens added
-for SmolVLM (``<end_of_utterance>``, ``<fake_token_around_image>``, ...) train with it, so that the
-model learns to stop. It is short on purpose: the base should make the shape and count mistakes
-that the DPO stage (recipes/demo.yaml) then reduces (the shipped 200 steps are still too short:
-see docs/demo_measurements.md). The stage-1 weights (~3 MB, the
-language model is not among them) ship in ``vlm_dpo/assets/``; a fresh clone only converts the GGUF
-file and loads them.
+Stage 0 pre-trains the vision encoder alone, as SigLIP is pre-trained before SmolVLM's stage 1: every
+patch learns which object (colour and shape) lies under it, from the generator's label maps
+(``pretrain_vision``; the language model is not run). Through the frozen language model alone, a random
+encoder learnt colours in a few hundred steps but shapes barely (docs/demo_measurements.md); with dense
+labels, shapes come after a plateau of ~400 steps and reach ~95% per patch by 1,500.
+
+Stage 1 (SFT; the DPO pipeline prescribes SFT first, then preference learning) then aligns the connector
+on the chosen answers of *training* scenes (``STAGE1_SEED``, never the seed the DPO data is drawn from),
+encoder and language model frozen; only the embedding rows of the tokens added for SmolVLM
+(``<end_of_utterance>``, ``<fake_token_around_image>``, ...) train with it, so that the model learns to
+stop. It is short on purpose: the encoder sees the scene, but the base reads it badly and makes colour,
+shape and count mistakes that the DPO stage (recipes/demo.yaml) then reduces. The stage-1 weights
+(~3 MB, the language model is not among them) ship in ``vlm_dpo/assets/``; a fresh clone only converts
+the GGUF file and loads them.
 
     python -m vlm_dpo.demo                           # build (or reuse) the cached model, print its folder
-    python -m vlm_dpo.demo --train-stage1            # retrain the shipped stage-1 weights (minutes)
-    python -m vlm_dpo.demo --train-stage1 --steps 5  # a quick rebuild, e.g. to check the builder
+    python -m vlm_dpo.demo --train-stage1            # retrain the shipped weights (~16 min on 2 cores)
+    python -m vlm_dpo.demo --train-stage1 --vision-steps 5 --steps 5  # a quick rebuild, to check the builder
 """
 
 from __future__ import annotations
@@ -31,6 +36,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import logging
 import math
 import time
 from pathlib import Path
@@ -38,6 +44,8 @@ from pathlib import Path
 from .cache import default_cache_dir, save_atomically
 from .config import cpu_has_native_bf16
 from .tiny import SMOLVLM_CHAT_TEMPLATE, SPECIAL_TOKENS
+
+logger = logging.getLogger(__name__)
 
 DEMO_MODEL_NAME = "demo-smolvlm"
 TILE = 64  # max_image_size: one tile
@@ -341,7 +349,8 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
     stream = stage1_examples(seed)
     losses = []
     model.train()
-    bar = tqdm(range(steps), desc="demo-smolvlm stage 1 (vision + connector)", disable=not progress, unit="step")
+    desc = f"demo-smolvlm stage 1 ({'vision + ' * train_vision}connector, LM frozen)"
+    bar = tqdm(range(steps), desc=desc, disable=not progress, unit="step")
     try:
         for step in bar:
             inputs, answers = collate(processor, [next(stream) for _ in range(batch_size)])
@@ -404,12 +413,30 @@ def assemble(stage1: str | Path | None = ASSET, train_if_missing: bool = True, *
 
 
 def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | None = ASSET) -> Path:
-    """Build demo-smolvlm into ``folder`` once (convert the GGUF, load or train stage 1, save); later calls reuse it."""
+    """Build demo-smolvlm into ``folder`` once (convert the GGUF, load or train stage 1, save); later calls reuse it.
+
+    The folder records the sha256 of the stage-1 weights it was built from: after a ``git pull`` that brings
+    new weights, the stale cached model is rebuilt instead of silently reused.
+    """
+    import hashlib
+    import shutil
+
     folder = Path(folder) if folder else default_cache_dir() / DEMO_MODEL_NAME
+    digest = hashlib.sha256(Path(stage1).read_bytes()).hexdigest() if stage1 and Path(stage1).is_file() else "trained"
+    stamp = folder / "stage1.sha256"
     if (folder / "config.json").exists() and (folder / "processor_config.json").exists():
-        return folder
+        if stamp.is_file() and stamp.read_text().strip() == digest:
+            return folder
+        logger.warning("%s was built from other stage-1 weights: rebuilding it.", folder)
+        shutil.rmtree(folder)
     model, processor = assemble(stage1)
-    return save_atomically(folder, model, processor)
+
+    class Stamp:  # written inside the atomic build, so a folder without it is never taken for a current one
+        @staticmethod
+        def save_pretrained(path):
+            (Path(path) / "stage1.sha256").write_text(digest + "\n")
+
+    return save_atomically(folder, model, processor, Stamp)
 
 
 def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoint_every: int = 0,
