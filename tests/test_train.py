@@ -142,3 +142,15 @@ def test_data_prepared_from_another_source_is_prepared_again(tmp_path, tiny_mode
     train.main([*common, "--dataset_name", "synthetic:20"])
     report = json.loads((out / "data" / "prep_report.json").read_text())
     assert report["input"] == "synthetic:20" and report["read"] == 20
+
+
+def test_bf16_on_the_cpu_only_where_it_is_native(monkeypatch, tmp_path):
+    from vlm_dpo import config
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU behaviour")
+    assert not config.TrainConfig(output_dir=str(tmp_path)).bf16  # unset: float32 on the CPU
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    assert not config.TrainConfig(output_dir=str(tmp_path), bf16=True).bf16  # asked for, emulated: refused
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
+    assert config.TrainConfig(output_dir=str(tmp_path), bf16=True).bf16  # AMX: autocast

@@ -293,6 +293,11 @@ class FastDPOTrainer(DPOTrainer):
             versions = [torch.__version__, transformers.__version__, trl.__version__, peft.__version__]
             settings = dict(dtype=str(model.dtype), bf16=self.args.bf16, fp16=self.args.fp16, ld_alpha=self.ld_alpha,
                             attn=model.config._attn_implementation, versions=versions)
+            if self.args.bf16 or self.args.fp16:
+                # Half-precision log-probs shift with a batch's padding (~1e-3): evaluation batches are not
+                # shuffled, so keyed by their size the reference matches the adapter-off policy exactly (the
+                # base's reward accuracy is then 0, as defined, not the share of pairs where that noise is > 0).
+                settings["batch_sizes"] = [self.args.per_device_train_batch_size, self.args.per_device_eval_batch_size]
             digest.update(json.dumps(settings, sort_keys=True).encode())
             self._ref_cache = RefLogpCache(default_cache_dir() / "ref_logps" / f"{digest.hexdigest()}.jsonl")
         return self._ref_cache
