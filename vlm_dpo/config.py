@@ -94,10 +94,11 @@ class TrainConfig(DPOConfig):
         self._check_losses()
 
         if not torch.cuda.is_available():
-            if self.bf16 and not cpu_has_native_bf16():  # unset (None) means float32 on the CPU
+            native = cpu_has_native_bf16()
+            if self.bf16 and not native:  # unset (None) means float32 on the CPU
                 logger.warning("bf16 needs a CUDA GPU or a CPU with native bf16 units (AMX), and neither is here: "
                                "training in float32.")
-            self.bf16 = bool(self.bf16) and cpu_has_native_bf16()  # autocast on the CPU; weights stay float32
+            self.bf16 = bool(self.bf16) and native  # autocast on the CPU; weights stay float32
             self.fp16 = False
             # Under a torchrun-style launch (accelerate launch --multi_gpu / recipes/accelerate/cpu.yaml) this
             # makes accelerate join the processes over gloo (MULTI_CPU) instead of running each one alone.

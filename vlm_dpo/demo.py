@@ -333,7 +333,8 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
     for parameter in model.parameters():
         parameter.requires_grad_(False)
     inner = model.model
-    visual = list(inner.vision_model.parameters()) * train_vision + list(inner.connector.parameters())
+    encoder = list(inner.vision_model.parameters()) if train_vision else []
+    visual = encoder + list(inner.connector.parameters())
     for parameter in visual:
         parameter.requires_grad_(True)
     embeddings = inner.text_model.embed_tokens.weight  # tied with lm_head
