@@ -185,6 +185,26 @@ def test_reference_log_probs_computed_once_reused_across_runs_invalidated_by_set
     assert len(list((tmp_path / "cache" / "ref_logps").glob("*.jsonl"))) == 2
 
 
+def test_base_evaluation_runs_one_forward_per_batch_and_matches_plain_trl(vision_pairs, tmp_path):
+    """Before training the adapter adds zero, so the policy is the reference: one language-model pass per batch
+    gives both, and the numbers are TRL's (rewards exactly 0)."""
+    from trl import DPOTrainer
+
+    plain = make(DPOTrainer, vision_pairs, tmp_path / "plain", per_device_eval_batch_size=4).evaluate()
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path / "fast", per_device_eval_batch_size=4)
+    passes = []
+    trainer.model.get_base_model().model.text_model.register_forward_hook(lambda *args: passes.append(1))
+    fast = trainer.evaluate()
+    assert len(passes) == math.ceil(len(vision_pairs) / 4)
+    assert fast["eval_rewards/accuracies"] == fast["eval_rewards/margins"] == 0.0
+    timing = ("runtime", "per_second", "preparation_time")
+    assert_same_numbers(*[[{k.removeprefix("eval_"): v for k, v in m.items() if not any(t in k for t in timing)}]
+                          for m in (plain, fast)])
+    passes.clear()
+    trainer.evaluate()  # the reference now comes from the cache: still one pass per batch
+    assert len(passes) == math.ceil(len(vision_pairs) / 4)
+
+
 # --------------------------------------------------------------------------- fallbacks
 
 

@@ -115,12 +115,15 @@ class PackedModel:
     """Stands in for the model in TRL's ``_compute_loss`` and ``compute_ref_log_probs``: their fused call runs the
     packed forward and gets TRL's layout back; any other call (TRL's deprecated ``return_outputs``) is the model's."""
 
-    def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None):
+    def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None, reuse: bool = False):
         self.model, self.packed, self.features = model, packed, features
+        self.reuse, self.output = reuse, None  # reuse: every fused call gives the same numbers, so run it once
 
     def __call__(self, **kwargs):
         if not kwargs.get("fused_lm_head"):
             return self.model(**kwargs)
+        if self.output is not None:
+            return self.output
         packed = self.packed
         inputs = dict(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
                       position_ids=packed.position_ids, shift_labels=packed.shift_labels, fused_lm_head=True)
@@ -128,7 +131,10 @@ class PackedModel:
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=self.features)}
         outputs = self.model(**inputs)
         fields = {name: packed.unpack(getattr(outputs, name)) for name in FIELDS}
-        return FusedCausalLMOutput(loss=outputs.loss, **fields)
+        output = FusedCausalLMOutput(loss=outputs.loss, **fields)
+        if self.reuse:
+            self.output = output
+        return output
 
 
 class FeatureCache:
@@ -220,9 +226,22 @@ class FastDPOTrainer(DPOTrainer):
                             self._tokenizer.pad_token_id, self.accelerator.unwrap_model(self.model).dtype)
         image_keys = self._image_keys(inputs)
         features = self._image_features(inputs, image_keys) if "pixel_values" in inputs else None
+        # Evaluating an adapter that still adds exactly zero (the base evaluation before training): the policy is
+        # the reference, so one forward serves both.
+        reuse = not torch.is_grad_enabled() and self._adapter_is_off()
+        packed_model = PackedModel(model, packed, features, reuse=reuse)
         if "ref_chosen_logps" not in inputs:
-            inputs = {**inputs, **self._reference_logps(inputs, packed, features, image_keys)}
-        return super()._compute_loss(PackedModel(model, packed, features), inputs, return_outputs)
+            inputs = {**inputs, **self._reference_logps(inputs, packed, features, image_keys, packed_model)}
+        return super()._compute_loss(packed_model, inputs, return_outputs)
+
+    def _adapter_is_off(self) -> bool:
+        """True while the policy is the reference: only LoRA weights train, all LoRA B are zero, no "ref" adapter."""
+        model = self.accelerator.unwrap_model(self.model)
+        if "ref" in model.peft_config:
+            return False
+        trained = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+        return all("lora_" in n for n, _ in trained) and not any(
+            p.detach().any() for n, p in trained if "lora_B" in n or "lora_embedding_B" in n)
 
     @staticmethod
     def _image_keys(inputs) -> list[str]:
@@ -258,7 +277,8 @@ class FastDPOTrainer(DPOTrainer):
         device = inputs["input_ids"].device
         return [found[key].to(device) for key in keys]
 
-    def _reference_logps(self, inputs, packed: PackedPairs, features, image_keys) -> dict[str, torch.Tensor]:
+    def _reference_logps(self, inputs, packed: PackedPairs, features, image_keys,
+                         packed_model: PackedModel) -> dict[str, torch.Tensor]:
         """The batch's reference log-probs from the cache; any pair missing: TRL's reference forward, packed."""
         cache = self._reference_cache()
         keys = []
@@ -268,7 +288,8 @@ class FastDPOTrainer(DPOTrainer):
             keys.append(digest.hexdigest())
         values = [cache.values.get(key) for key in keys]
         if None in values:
-            chosen, rejected = self.compute_ref_log_probs(PackedModel(self.model, packed, features), inputs)
+            reference = packed_model if packed_model.reuse else PackedModel(self.model, packed, features)
+            chosen, rejected = self.compute_ref_log_probs(reference, inputs)
             values = list(zip(chosen.float().tolist(), rejected.float().tolist()))
             cache.put(dict(zip(keys, values)))
         device = inputs["input_ids"].device

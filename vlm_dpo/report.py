@@ -211,9 +211,9 @@ def compare(rows: list[dict], external: dict | None = None) -> dict:
 
 
 def question_type_metrics(rows: list[dict]) -> dict:
-    """Per question type of the scenes (describe, color, count, exists): attribute accuracy and hallucination
-    rate of base and tuned (``{model}_attribute_accuracy_{type}``, ``{model}_hallucination_rate_{type}``) and
-    ``n_{type}``.
+    """Per question type of the scenes (describe, color, count, exists): attribute accuracy, hallucination
+    rate and, with log-probs, reward accuracy of base and tuned (``{model}_attribute_accuracy_{type}``,
+    ``{model}_hallucination_rate_{type}``, ``{model}_reward_accuracy_{type}``) and ``n_{type}``.
 
     Why: an overall gain can hide a question type that got worse; the demo's claim is per type.
     """
@@ -229,6 +229,8 @@ def question_type_metrics(rows: list[dict]) -> dict:
             scores = [row["scores"][model] for row in subset]
             out[f"{model}_attribute_accuracy_{qtype}"] = mean(x["correct"] for x in scores if x["correct"] is not None)
             out[f"{model}_hallucination_rate_{qtype}"] = mean(x["hallucination"]["hallucinated"] for x in scores)
+            if all("chosen_wins" in x for x in scores):
+                out[f"{model}_reward_accuracy_{qtype}"] = mean(x["chosen_wins"] for x in scores)
     return out
 
 
@@ -512,12 +514,14 @@ def render_html(rows: list[dict], images: list, metrics: dict, plots: dict | Non
 
 def write_report(rows: list[dict], images: list, metrics: dict, out_dir: str | Path,
                  plots: dict | None = None) -> tuple[Path, Path]:
-    """Write ``out_dir/metrics.json`` and ``out_dir/report.html``; ``plots`` (title -> (PNG path, caption)) are
-    embedded in the page."""
+    """Write ``out_dir/metrics.json``, ``out_dir/answers.jsonl`` (one line per pair: question, given answers,
+    both models' answers and their scores, for reading or re-scoring without the HTML) and ``out_dir/report.html``;
+    ``plots`` (title -> (PNG path, caption)) are embedded in the page."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     metrics_path, html_path = out / "metrics.json", out / "report.html"
     metrics_path.write_text(json.dumps(metrics, indent=2) + "\n")
+    (out / "answers.jsonl").write_text("".join(json.dumps(row, default=str) + "\n" for row in rows))
     embedded = {title: (Path(path).read_bytes(), caption) for title, (path, caption) in (plots or {}).items()}
     html_path.write_text(render_html(rows, images, metrics, embedded), encoding="utf-8")
     return metrics_path, html_path
