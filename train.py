@@ -1,7 +1,8 @@
 """Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]``.
 
-Without ``--config`` it runs the offline default recipe (``recipes/tiny.yaml``) on the CPU, with any
-overrides given (``python train.py --max_steps 2``).
+Without ``--config`` it runs the offline demo (``recipes/demo.yaml``: SmolVLM's architecture on the real
+SmolLM2-135M-Instruct, synthetic scenes, about 8 minutes on a laptop CPU), with any overrides given
+(``python train.py --max_steps 2``). ``recipes/tiny.yaml`` is the seconds-long smoke test.
 Every field of ``vlm_dpo.config.DataArguments``, TRL's ``DPOConfig`` and TRL's ``ModelConfig``
 can be set in the recipe or overridden on the command line; ``python train.py --help`` lists them.
 """
@@ -9,7 +10,7 @@ can be set in the recipe or overridden on the command line; ``python train.py --
 import sys
 from pathlib import Path
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "tiny.yaml"
+DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "demo.yaml"
 
 
 def parse(argv: list[str]):

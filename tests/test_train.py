@@ -20,9 +20,9 @@ def test_every_recipe_parses(recipe):
     assert model_args.model_name_or_path and data_args.dataset_name and training_args.output_dir
 
 
-def test_no_argument_means_the_tiny_recipe():
+def test_no_argument_means_the_demo_recipe():
     data_args, training_args, model_args = train.parse([])[:3]
-    assert model_args.model_name_or_path == "tiny-smolvlm"
+    assert model_args.model_name_or_path == "demo-smolvlm" and data_args.dataset_name == "synthetic:1200"
 
 
 def test_real_recipe_fails_fast_without_hub(tmp_path):
@@ -131,13 +131,14 @@ def test_prepared_data_must_fit_the_training_max_length(tmp_path):
 
 def test_overrides_without_config_apply_to_the_default_recipe():
     data_args, training_args, model_args = train.parse(["--output_dir", "elsewhere", "--max_steps", "3"])[:3]
-    assert model_args.model_name_or_path == "tiny-smolvlm"
+    assert model_args.model_name_or_path == "demo-smolvlm"
     assert training_args.output_dir == "elsewhere" and training_args.max_steps == 3
 
 
 def test_data_prepared_from_another_source_is_prepared_again(tmp_path, tiny_model_dir):
     out = tmp_path / "run"
-    common = ["--max_steps", "1", "--output_dir", str(out), "--report_pairs", "0", "--eval_strategy", "no"]
+    common = ["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir", str(out),
+              "--report_pairs", "0", "--eval_strategy", "no"]
     train.main([*common, "--dataset_name", "synthetic:16"])
     train.main([*common, "--dataset_name", "synthetic:20"])
     report = json.loads((out / "data" / "prep_report.json").read_text())
