@@ -11,15 +11,16 @@ import yaml
 import train
 
 ROOT = Path(__file__).resolve().parent.parent
+TINY = ["--config", str(ROOT / "recipes/tiny.yaml")]  # the default recipe (the demo) sets loss_weights
 
 
 # --------------------------------------------------------------------------- config
 
 
 def test_list_fields_parse_from_the_command_line():
-    _, args, _ = train.parse(["--loss_type", "sigmoid", "sft", "--loss_weights", "1.0", "0.5"])[:3]
+    _, args, _ = train.parse([*TINY, "--loss_type", "sigmoid", "sft", "--loss_weights", "1.0", "0.5"])[:3]
     assert args.loss_type == ["sigmoid", "sft"] and args.loss_weights == [1.0, 0.5]
-    _, args, _ = train.parse(["--loss_type", "ddpo", "--ddpo_gamma", "3"])[:3]
+    _, args, _ = train.parse([*TINY, "--loss_type", "ddpo", "--ddpo_gamma", "3"])[:3]
     assert args.loss_type == ["ddpo"] and args.ddpo_gamma == 3.0
 
 
@@ -32,7 +33,7 @@ def test_list_fields_parse_from_the_command_line():
 ])
 def test_bad_loss_settings_fail_at_parse_time(argv, message):
     with pytest.raises(ValueError, match=message):
-        train.parse(argv)
+        train.parse([*TINY, *argv])
 
 
 # --------------------------------------------------------------------------- DDPO weights (pure)
