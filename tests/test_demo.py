@@ -65,6 +65,24 @@ def test_stage1_rebuild_writes_small_weights(rebuilt):
     assert demo.ASSET.stat().st_size < 5e6
 
 
+def test_stage1_resume_trains_the_connector_on_the_next_scenes(tmp_path, rebuilt):
+    import torch
+
+    first, _ = rebuilt
+    path, losses = demo.make_stage1_asset(tmp_path / "resumed.safetensors", resume=first, progress=False,
+                                          steps=2, batch_size=2, warmup=1)
+    meta = demo.stage1_meta(path)
+    assert len(losses) == 2 and meta["vision_steps"] == 0
+    assert meta["start"] == 3 * 2 and meta["scenes_seen"] == 3 * 2 + 2 * 2  # after the 6 scenes already learnt
+    assert meta["previous"]["steps_done"] == 3 and meta["previous"]["vision_steps"] == 2
+    before, after = demo.read_stage1(first), demo.read_stage1(path)
+    encoder = [key for key in before if key.startswith("vision_model.")]
+    connector = [key for key in before if key.startswith("connector.")]
+    assert encoder and connector
+    assert all(torch.equal(before[key], after[key]) for key in encoder)
+    assert not all(torch.equal(before[key], after[key]) for key in connector)
+
+
 def test_stage1_trains_only_the_vision_side_and_added_rows(smollm2_folder):
     import torch
 

@@ -315,11 +315,13 @@ def answer_loss(model, inputs, answers):
 def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
                  batch_size: int = STAGE1_DEFAULTS["batch_size"],
                  lr: float = STAGE1_DEFAULTS["lr"], warmup: int = STAGE1_DEFAULTS["warmup"], seed: int = STAGE1_SEED,
-                 progress: bool = True, log_every: int = 25, on_step=None, train_vision: bool = True) -> list[float]:
+                 progress: bool = True, log_every: int = 25, on_step=None, train_vision: bool = True,
+                 start: int = 0) -> list[float]:
     """Align the vision encoder and connector (and the added tokens' rows), language model frozen.
 
     ``train_vision=False`` keeps a pre-trained encoder (stage 0) as it is and trains the connector only, as
-    LLaVA-style stage 1 does; it also skips the encoder's backward pass.
+    LLaVA-style stage 1 does; it also skips the encoder's backward pass. ``start``: the first stage-1 scene, so
+    that a resumed run sees new scenes rather than the ones already learnt.
 
     Returns the loss of every step; ``on_step(step, losses)`` is called after each (e.g. to checkpoint).
     bf16 autocast where the CPU has native bf16 matrix units (AMX),
@@ -347,7 +349,7 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
                                   lr=lr, betas=(0.9, 0.98))
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _schedule(steps, warmup))
     autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=cpu_has_native_bf16())
-    stream = stage1_examples(seed)
+    stream = stage1_examples(seed, start)
     losses = []
     model.train()
     desc = f"demo-smolvlm stage 1 ({'vision + ' * train_vision}connector, LM frozen)"
@@ -440,35 +442,59 @@ def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | Non
     return save_atomically(folder, model, processor, Stamp)
 
 
-def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoint_every: int = 0,
-                      **train_kwargs) -> tuple[Path, list[float]]:
-    """Train stage 1 from scratch and write its weights to ``path`` (the script behind the shipped asset).
+def stage1_meta(path: str | Path) -> dict:
+    """How a stage-1 weights file was made (its safetensors metadata, JSON-decoded)."""
+    from safetensors import safe_open
 
+    with safe_open(str(path), "pt") as handle:
+        return {key: json.loads(value) for key, value in (handle.metadata() or {}).items()}
+
+
+def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoint_every: int = 0,
+                      resume: str | Path | None = None, **train_kwargs) -> tuple[Path, list[float]]:
+    """Train stage 1 and write its weights to ``path`` (the script behind the shipped asset).
+
+    From scratch: stage 0 (``vision_steps``), then the connector. ``resume``: load those weights and train the
+    connector for ``steps`` more on the stage-1 scenes that follow the ones already seen (a second cosine cycle);
+    the written metadata keeps the earlier runs under ``previous``, so the asset says how to remake it.
     ``checkpoint_every`` > 0 also writes ``PATH.stepN.safetensors`` every N steps, to compare schedules.
     """
     import torch
 
     settings = {**STAGE1_DEFAULTS, **train_kwargs}
     vision_steps = settings.pop("vision_steps")
-    model, processor = assemble(stage1=None, train_if_missing=False)
-    start = time.monotonic()
+    if resume is not None:
+        vision_steps = 0  # the encoder stays as stage 0 left it
+    previous = stage1_meta(resume) if resume is not None else None
+    start = scenes_seen(previous) if previous else 0
+    model, processor = assemble(stage1=resume, train_if_missing=False)
+    began = time.monotonic()
     path = Path(path)
     vision_losses = pretrain_vision(model, processor, vision_steps, progress=progress) if vision_steps else []
 
     def meta(losses):
-        return {**settings, "vision_steps": vision_steps,
-                "vision_final_loss": round(sum(vision_losses[-25:]) / max(len(vision_losses[-25:]), 1), 4),
-                "seed": STAGE1_SEED, "steps_done": len(losses),
-                "seconds": round(time.monotonic() - start, 1),
+        made = {**settings, "vision_steps": vision_steps, "seed": STAGE1_SEED, "start": start,
+                "steps_done": len(losses), "scenes_seen": start + len(losses) * settings["batch_size"],
+                "seconds": round(time.monotonic() - began, 1),
                 "final_loss": round(sum(losses[-25:]) / len(losses[-25:]), 4), "torch": torch.__version__}
+        if vision_losses:
+            made["vision_final_loss"] = round(sum(vision_losses[-25:]) / len(vision_losses[-25:]), 4)
+        if previous:
+            made["previous"] = previous
+        return made
 
     def checkpoint(step, losses):
         if checkpoint_every and step % checkpoint_every == 0 and step < settings["steps"]:
             save_stage1(model, processor.tokenizer, path.with_suffix(f".step{step}.safetensors"), meta(losses))
 
-    losses = train_stage1(model, processor, progress=progress, on_step=checkpoint, train_vision=not vision_steps,
-                          **settings)
+    losses = train_stage1(model, processor, progress=progress, on_step=checkpoint,
+                          train_vision=not vision_steps and resume is None, start=start, **settings)
     return save_stage1(model, processor.tokenizer, path, meta(losses)), losses
+
+
+def scenes_seen(meta: dict) -> int:
+    """Stage-1 scenes a weights file has learnt from (files written before ``scenes_seen`` was kept: steps x batch)."""
+    return int(meta["scenes_seen"]) if "scenes_seen" in meta else int(meta["steps_done"]) * int(meta["batch_size"])
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -482,10 +508,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vision-steps", type=int, default=STAGE1_DEFAULTS["vision_steps"],
                         help="stage-0 steps: the vision encoder learns per-patch object classes first (0: skip)")
     parser.add_argument("--checkpoint-every", type=int, default=0, help="also write OUTPUT.stepN.safetensors")
+    parser.add_argument("--resume", metavar="WEIGHTS",
+                        help="continue from these stage-1 weights: STEPS more connector steps on the next scenes "
+                             "(no stage 0); how the shipped asset's second cycle was made")
     args = parser.parse_args(argv)
     if args.train_stage1:
         path, losses = make_stage1_asset(args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                                         vision_steps=args.vision_steps, checkpoint_every=args.checkpoint_every)
+                                         vision_steps=args.vision_steps, checkpoint_every=args.checkpoint_every,
+                                         resume=args.resume)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
         return
     print(ensure_demo_model(args.folder))
