@@ -221,15 +221,14 @@ def test_trained_vision_tower_falls_back_to_plain_trl(vision_pairs, tmp_path, ca
     assert math.isfinite(logged(trainer)[0]["loss"])
 
 
-def test_ddpo_recipe_says_it_runs_the_plain_path(prepared, tmp_path, caplog):
+def test_ddpo_recipe_takes_the_packed_path(prepared, tmp_path):
     import train
 
-    with caplog.at_level(logging.WARNING, logger="vlm_dpo.run"):
-        trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir",
-                              str(tmp_path / "out"), "--eval_strategy", "no", "--report_pairs", "0",
-                              "--loss_type", "ddpo", "--dataset_name", str(prepared)])
-    assert type(trainer).__name__ == "DDPOTrainer"
-    assert "fast_dpo: loss_type ddpo" in caplog.text
+    trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir",
+                          str(tmp_path / "out"), "--eval_strategy", "no", "--report_pairs", "0",
+                          "--loss_type", "ddpo", "--dataset_name", str(prepared)])
+    assert type(trainer).__name__ == "DDPOTrainer" and trainer.plain_reason is None
+    assert math.isfinite(logged(trainer)[0]["loss"])
 
 
 # --------------------------------------------------------------------------- benchmark script

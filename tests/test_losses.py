@@ -26,7 +26,7 @@ def test_list_fields_parse_from_the_command_line():
 
 @pytest.mark.parametrize("argv, message", [
     (["--loss_type", "sigmod"], "Unknown loss_type"),
-    (["--loss_type", "ddpo", "sft"], "cannot be combined"),
+    (["--loss_type", "ddpo", "sigmoid"], "can only be followed by sft"),
     (["--loss_type", "ddpo", "--ddpo_gamma", "0"], "ddpo_gamma must be positive"),
     (["--loss_type", "ddpo", "--ld_alpha", "0.5"], "ld_alpha"),
     (["--loss_type", "sigmoid", "sft", "--loss_weights", "1.0"], "loss_weights"),
@@ -102,7 +102,7 @@ def text_batch_setup(tmp_path_factory, tiny_text_model_dir):
     return load_processor("tiny-smollm2"), data, tmp_path_factory.mktemp("ddpo")
 
 
-def _loss(setup, loss_type, normalize=True, gamma=1.0, beta=0.5, precompute=False):
+def _loss(setup, loss_type, normalize=True, gamma=1.0, beta=0.5, precompute=False, fast=False, sft=None):
     """The trainer's loss on one batch of all six pairs, with the same perturbed adapter (policy != reference)."""
     from peft import LoraConfig
     from trl import DPOTrainer
@@ -112,8 +112,10 @@ def _loss(setup, loss_type, normalize=True, gamma=1.0, beta=0.5, precompute=Fals
     from vlm_dpo.trainer import DDPOTrainer
 
     tokenizer, data, out = setup
-    args = TrainConfig(output_dir=str(out), loss_type=[loss_type], ddpo_gamma=gamma, beta=beta, report_to="none",
-                       per_device_train_batch_size=6, max_length=128, precompute_ref_log_probs=precompute)
+    losses, weights = ([loss_type], None) if sft is None else ([loss_type, "sft"], [1.0, sft])
+    args = TrainConfig(output_dir=str(out), loss_type=losses, loss_weights=weights, ddpo_gamma=gamma, beta=beta,
+                       report_to="none", per_device_train_batch_size=6, max_length=128,
+                       precompute_ref_log_probs=precompute, fast_dpo=fast)
     cls = DDPOTrainer if loss_type == "ddpo" else DPOTrainer
     trainer = cls(model=load_model("tiny-smollm2", "float32", vision=False), args=args, train_dataset=data,
                   processing_class=tokenizer,
@@ -149,6 +151,22 @@ def test_ddpo_with_precomputed_reference_log_probs_weights_them_alike(text_batch
     cached, batch, _ = _loss(text_batch_setup, "ddpo", gamma=5.0, precompute=True)
     assert "ref_chosen_logps" in batch
     torch.testing.assert_close(live, cached)
+
+
+@pytest.mark.parametrize("sft", [None, 0.5])
+def test_ddpo_packed_equals_ddpo_plain(text_batch_setup, sft):
+    """fast_dpo: the packed forward weights the policy's and the (cached) reference's log-probs as the hook does."""
+    plain, _, plain_trainer = _loss(text_batch_setup, "ddpo", gamma=5.0, sft=sft)
+    fast, _, fast_trainer = _loss(text_batch_setup, "ddpo", gamma=5.0, sft=sft, fast=True)
+    assert plain_trainer.plain_reason == "fast_dpo is off" and fast_trainer.plain_reason is None
+    assert fast_trainer.loss_types == ["sigmoid", "sft"][:1 if sft is None else 2]
+    torch.testing.assert_close(fast, plain)
+
+
+def test_ddpo_reference_cache_is_keyed_by_gamma(text_batch_setup):
+    _, _, five = _loss(text_batch_setup, "ddpo", gamma=5.0, fast=True)
+    _, _, three = _loss(text_batch_setup, "ddpo", gamma=3.0, fast=True)
+    assert five._reference_cache().path != three._reference_cache().path
 
 
 def test_ddpo_loss_in_the_trainer_matches_the_formula(text_batch_setup):

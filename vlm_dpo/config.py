@@ -85,7 +85,7 @@ class TrainConfig(DPOConfig):
                   "once, each pair's prompt through the language model once (chosen and rejected packed on top of it), "
                   "reference log-probs computed once and cached on disk. Same losses and metrics as TRL's "
                   "DPOTrainer; where it cannot apply (vision side trained, no LoRA, ...) it says why and runs TRL's "
-                  "plain path. loss_type ddpo always runs DDPOTrainer's plain path."},
+                  "plain path. loss_type ddpo takes it too (DDPOTrainer builds on FastDPOTrainer)."},
     )
 
     def __post_init__(self):
@@ -118,10 +118,9 @@ class TrainConfig(DPOConfig):
             )
         if "ddpo" not in losses:
             return
-        if losses != ["ddpo"]:
-            raise ValueError(
-                f"loss_type ddpo cannot be combined with other losses ({losses}): use --loss_type ddpo alone."
-            )
+        if losses not in (["ddpo"], ["ddpo", "sft"]):
+            raise ValueError(f"loss_type ddpo can only be followed by sft ({losses}): use --loss_type ddpo "
+                             "or --loss_type ddpo sft.")
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
             raise ValueError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
                              "use_weighting false and f_divergence_type reverse_kl.")

@@ -50,6 +50,7 @@ from .cache import default_cache_dir
 logger = logging.getLogger(__name__)
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # per-token outputs of TRL's head
+FAST_DPO_OFF = "fast_dpo is off"  # DDPOTrainer's plain_reason when TrainConfig.fast_dpo is false
 VISION_MODEL_TYPES = ("idefics3", "smolvlm")  # one pixel row per sample, get_image_features, mm_encoder_outputs
 
 
@@ -115,8 +116,9 @@ class PackedModel:
     """Stands in for the model in TRL's ``_compute_loss`` and ``compute_ref_log_probs``: their fused call runs the
     packed forward and gets TRL's layout back; any other call (TRL's deprecated ``return_outputs``) is the model's."""
 
-    def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None, reuse: bool = False):
-        self.model, self.packed, self.features = model, packed, features
+    def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None, reuse: bool = False,
+                 scale: torch.Tensor | None = None):
+        self.model, self.packed, self.features, self.scale = model, packed, features, scale
         self.reuse, self.output = reuse, None  # reuse: every fused call gives the same numbers, so run it once
 
     def __call__(self, **kwargs):
@@ -131,6 +133,8 @@ class PackedModel:
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=self.features)}
         outputs = self.model(**inputs)
         fields = {name: packed.unpack(getattr(outputs, name)) for name in FIELDS}
+        if self.scale is not None:  # per-token weights in TRL's layout (DDPO): TRL's sum is then the weighted one
+            fields["log_probs"] = fields["log_probs"] * self.scale.to(fields["log_probs"].dtype)
         output = FusedCausalLMOutput(loss=outputs.loss, **fields)
         if self.reuse:
             self.output = output
@@ -191,7 +195,8 @@ class FastDPOTrainer(DPOTrainer):
         super().__init__(*args, **kwargs)
         self.plain_reason = self._plain_reason()
         if self.plain_reason:
-            logger.warning("fast_dpo: %s, so this run takes TRL's plain DPOTrainer path.", self.plain_reason)
+            log = logger.info if self.plain_reason == FAST_DPO_OFF else logger.warning  # off: as asked
+            log("fast_dpo: %s, so this run takes TRL's plain DPOTrainer path.", self.plain_reason)
             return
         self.precompute_ref_logps = True  # the reference log-probs always arrive in the batch: ours, cached
         self.feature_cache = FeatureCache(self.feature_cache_bytes)
@@ -229,10 +234,18 @@ class FastDPOTrainer(DPOTrainer):
         # Evaluating an adapter that still adds exactly zero (the base evaluation before training): the policy is
         # the reference, so one forward serves both.
         reuse = not torch.is_grad_enabled() and self._adapter_is_off()
-        packed_model = PackedModel(model, packed, features, reuse=reuse)
+        packed_model = PackedModel(model, packed, features, reuse=reuse, scale=self._token_scale(inputs))
         if "ref_chosen_logps" not in inputs:
             inputs = {**inputs, **self._reference_logps(inputs, packed, features, image_keys, packed_model)}
         return super()._compute_loss(packed_model, inputs, return_outputs)
+
+    def _token_scale(self, inputs) -> torch.Tensor | None:
+        """Weights of the per-token log-probs in TRL's (2B, T-1) layout, or None (plain sums). DDPOTrainer's hook."""
+        return None
+
+    def _log_prob_settings(self) -> dict:
+        """What the weights of ``_token_scale`` depend on: part of the reference cache's key."""
+        return {}
 
     def _adapter_is_off(self) -> bool:
         """True while the policy is the reference: only LoRA weights train, all LoRA B are zero, no "ref" adapter."""
@@ -288,7 +301,8 @@ class FastDPOTrainer(DPOTrainer):
             keys.append(digest.hexdigest())
         values = [cache.values.get(key) for key in keys]
         if None in values:
-            reference = packed_model if packed_model.reuse else PackedModel(self.model, packed, features)
+            reference = packed_model if packed_model.reuse else PackedModel(self.model, packed, features,
+                                                                            scale=packed_model.scale)
             chosen, rejected = self.compute_ref_log_probs(reference, inputs)
             values = list(zip(chosen.float().tolist(), rejected.float().tolist()))
             cache.put(dict(zip(keys, values)))
@@ -313,7 +327,7 @@ class FastDPOTrainer(DPOTrainer):
                 digest.update(tensor_bytes(tensor))
             versions = [torch.__version__, transformers.__version__, trl.__version__, peft.__version__]
             settings = dict(dtype=str(model.dtype), bf16=self.args.bf16, fp16=self.args.fp16, ld_alpha=self.ld_alpha,
-                            attn=model.config._attn_implementation, versions=versions)
+                            attn=model.config._attn_implementation, versions=versions, **self._log_prob_settings())
             if self.args.bf16 or self.args.fp16:
                 # Half-precision log-probs shift with a batch's padding (~1e-3): evaluation batches are not
                 # shuffled, so keyed by their size the reference matches the adapter-off policy exactly (the

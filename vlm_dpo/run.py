@@ -97,10 +97,8 @@ def main(data_args, training_args, model_args):
     model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision,
                        quantization=quantization)
     peft_config = lora_config(model_args, vision) if model_args.use_peft else None
-    if "ddpo" in training_args.loss_type:  # RLHF-V's dense DPO: TRL's trainer with weighted log-probs
+    if "ddpo" in training_args.loss_type:  # RLHF-V's dense DPO: weighted log-probs, packed where fast_dpo is on
         from .trainer import DDPOTrainer as DPOTrainer
-        if training_args.fast_dpo:
-            logger.warning("fast_dpo: loss_type ddpo trains with DDPOTrainer, on TRL's plain (unpacked) path.")
     elif training_args.fast_dpo:  # one vision pass per image, one prompt pass per pair, cached reference
         from .fast_dpo import FastDPOTrainer as DPOTrainer
     trainer = DPOTrainer(
