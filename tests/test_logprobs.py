@@ -27,7 +27,7 @@ def tiny_peft(tiny_model_dir):
 def test_answer_logprobs_match_trl_collator(tiny_peft):
     from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
-    from vlm_dpo.logprobs import answer_logprobs
+    from vlm_dpo.logprobs import answer_logprobs, answer_set_logprobs
     from vlm_dpo.metrics import sequence_logps
 
     model, processor = tiny_peft
@@ -47,6 +47,13 @@ def test_answer_logprobs_match_trl_collator(tiny_peft):
                                        use_adapter=use_adapter)
         assert counts == trl_counts.int().tolist()
         assert sums == pytest.approx(trl_sums.tolist(), abs=1e-3)
+        # several answers per prompt, each prompt once (its cache copied per set), a set shorter than the prompts
+        sets = answer_set_logprobs(model, processor, images, questions, [chosen, rejected, rejected[:2]], batch_size=2,
+                                   use_adapter=use_adapter)
+        assert [counts for _, counts in sets] == [trl_counts[:3].int().tolist(), trl_counts[3:].int().tolist(),
+                                                  trl_counts[3:5].int().tolist()]
+        assert sets[0][0] + sets[1][0] + sets[2][0] == pytest.approx(trl_sums.tolist() + trl_sums[3:5].tolist(),
+                                                                     abs=1e-3)
     # the adapter changes the log-probs (so base and tuned really differ)
     assert answer_logprobs(model, processor, images, questions, chosen)[0] != pytest.approx(
         answer_logprobs(model, processor, images, questions, chosen, use_adapter=False)[0], abs=1e-3)

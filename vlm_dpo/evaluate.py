@@ -28,7 +28,7 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     are written into metrics.json as they are.
     """
     from .generate import generate_answers, message_text
-    from .logprobs import EXTERNAL_LABEL, EXTERNAL_SOURCE, answer_logprobs, external_sentences
+    from .logprobs import EXTERNAL_LABEL, EXTERNAL_SOURCE, answer_set_logprobs, external_sentences
     from .report import compare, make_plots, score_pairs, write_report
 
     images = [imgs[0].convert("RGB") for imgs in data["images"]] if "images" in data.column_names else None
@@ -43,16 +43,15 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     # Log-probs of the given answers (for the rewards) and of external text as answers to the same prompts.
     n = len(rows)
     external = external_sentences(n)
-    texts = [row["chosen"] for row in rows] + [row["rejected"] for row in rows] + external
-    prompts = questions * 2 + questions[:len(external)]
-    prompt_images = images * 2 + images[:len(external)] if images else None
-    logps = {name: answer_logprobs(model, processor, prompt_images, prompts, texts, batch_size=batch_size,
-                                   use_adapter=use_adapter)
+    answer_sets = [[row["chosen"] for row in rows], [row["rejected"] for row in rows], external]
+    logps = {name: answer_set_logprobs(model, processor, images, questions, answer_sets, batch_size=batch_size,
+                                       use_adapter=use_adapter)
              for name, use_adapter in (("base", False), ("tuned", True))}
     for i, (row, b, t) in enumerate(zip(rows, base, tuned)):
-        row.update(base=b, tuned=t, logp={m: {"chosen": sums[i], "rejected": sums[n + i], "chosen_tokens": counts[i],
-                                              "rejected_tokens": counts[n + i]} for m, (sums, counts) in logps.items()})
-    external_logps = {m: (sums[2 * n:], counts[2 * n:]) for m, (sums, counts) in logps.items()}
+        row.update(base=b, tuned=t, logp={m: {"chosen": chosen[0][i], "rejected": rejected[0][i],
+                                              "chosen_tokens": chosen[1][i], "rejected_tokens": rejected[1][i]}
+                                          for m, (chosen, rejected, _) in logps.items()})
+    external_logps = {m: sets[2] for m, sets in logps.items()}
 
     score_pairs(rows, beta)
     metrics = compare(rows, external_logps)

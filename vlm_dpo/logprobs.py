@@ -5,7 +5,8 @@ with the base as the reference (the same ``PeftModel`` with the adapter disabled
 Answers are tokenized the way TRL's DPO collators do it, so the numbers agree with ``eval_results.json``:
 the prompt is the chat template with the generation prompt, the answer is what the full exchange adds
 after it (``" It is red.<end_of_utterance>\\n"``), each tokenized without special tokens, then
-concatenated and flushed left. One forward per answer, in batches.
+concatenated (positions as if flushed left). Each prompt runs once; its answers continue from its
+key/value cache (``answer_set_logprobs``).
 
     from vlm_dpo.logprobs import answer_logprobs
     sums, counts = answer_logprobs(model, processor, images, questions, answers)                    # tuned
@@ -85,11 +86,26 @@ def answer_logprobs(model, processor, images, questions, answers, *, batch_size:
     ``images`` is a list of PIL images (one per answer) or None for a text-only model whose ``processor``
     is a tokenizer. ``use_adapter=False`` scores with the base model. Returns ``(sums, counts)``.
     """
+    return answer_set_logprobs(model, processor, images, questions, [answers], batch_size=batch_size,
+                               use_adapter=use_adapter, desc=desc)[0]
+
+
+def answer_set_logprobs(model, processor, images, questions, answer_sets: list[list[str]], *, batch_size: int = 8,
+                        use_adapter: bool = True, desc: str | None = None) -> list[tuple[list[float], list[int]]]:
+    """``answer_logprobs`` for several answers to each prompt, each prompt (and image) through the model once.
+
+    ``answer_sets[k][i]`` answers ``questions[i]`` (a set may be shorter than ``questions``: it covers the first
+    prompts). The prompts of a batch run once, left-padded, with explicit positions (so a row's tokens sit where
+    they sit unpadded, as TRL's flushed rows do) and their key/value cache; each set's answers then continue from a
+    copy of that cache, right-padded. The first answer token is scored by the prompt's last logits. On SmolVLM a
+    prompt is most of the sequence (image tokens), so the chosen, rejected and external answers of a report cost
+    little more than one of them. Returns ``(sums, counts)`` per set.
+    """
+    import copy
+
     import torch
     from tqdm.auto import tqdm
-    from trl.trainer.utils import flush_left
 
-    from .metrics import sequence_logps
     from .models import is_vision_processor
 
     vision = is_vision_processor(processor)
@@ -97,30 +113,40 @@ def answer_logprobs(model, processor, images, questions, answers, *, batch_size:
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
-    sums, counts = [], []
+    results = [([], []) for _ in answer_sets]
+    rows = max((len(answers) for answers in answer_sets), default=0)
+    label = desc or ("log-probs, " + ("tuned" if use_adapter else "base"))
+    device = model.device
     with adapter_off, torch.inference_mode():
-        for start in tqdm(range(0, len(answers), batch_size), desc=desc or ("log-probs, " + ("tuned" if use_adapter
-                                                                                            else "base"))):
-            batch = range(start, min(start + batch_size, len(answers)))
+        for start in tqdm(range(0, rows, batch_size), desc=label):
+            batch = range(start, min(start + batch_size, rows))
             prompts = [_render(processor, questions[i], None, vision) for i in batch]
-            completions = [_split(prompt, _render(processor, questions[i], answers[i], vision))
-                           for prompt, i in zip(prompts, batch)]
             kwargs = {"images": [[images[i]] for i in batch]} if vision else {}
             prompt_inputs = processor(text=prompts, padding=True, padding_side="left", add_special_tokens=False,
-                                      return_tensors="pt", **kwargs)
-            answer_inputs = tokenizer(completions, padding=True, padding_side="right", add_special_tokens=False,
-                                      return_tensors="pt")
-            input_ids = torch.cat([prompt_inputs.pop("input_ids"), answer_inputs["input_ids"]], dim=1)
-            prompt_mask = prompt_inputs.pop("attention_mask")
-            attention_mask = torch.cat([prompt_mask, answer_inputs["attention_mask"]], dim=1)
-            completion_mask = torch.cat([torch.zeros_like(prompt_mask), answer_inputs["attention_mask"]], dim=1)
-            # Left padding would shift the positions of real tokens; TRL flushes every row left the same way.
-            attention_mask, input_ids, completion_mask = flush_left(attention_mask, input_ids, completion_mask)
-            extra = {key: value.to(model.device) for key, value in prompt_inputs.items()}  # pixel_values, ...
-            logits = model(input_ids=input_ids.to(model.device), attention_mask=attention_mask.to(model.device),
-                           **extra).logits
-            batch_sums, batch_counts = sequence_logps(logits, input_ids.to(model.device),
-                                                      completion_mask.to(model.device))
-            sums += batch_sums.tolist()
-            counts += [int(c) for c in batch_counts.tolist()]
-    return sums, counts
+                                      return_tensors="pt", **kwargs).to(device)
+            prompt_mask = prompt_inputs["attention_mask"]
+            lengths = prompt_mask.sum(1, keepdim=True)
+            out = model(**prompt_inputs, position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
+                        logits_to_keep=1)
+            first = out.logits[:, -1].float().log_softmax(-1)  # (B, V): predicts each answer's first token
+            for k, answers in enumerate(answer_sets):
+                rows_k = [i for i in batch if i < len(answers)]
+                if not rows_k:
+                    continue
+                completions = [_split(prompt, _render(processor, questions[i], answers[i], vision)) if i < len(answers)
+                               else "" for prompt, i in zip(prompts, batch)]
+                answer_inputs = tokenizer(completions, padding=True, padding_side="right", add_special_tokens=False,
+                                          return_tensors="pt").to(device)
+                ids, mask = answer_inputs["input_ids"], answer_inputs["attention_mask"]
+                logps = first.gather(-1, ids[:, :1]) * mask[:, :1]
+                if ids.size(1) > 1:  # the answers' own tokens predict the rest
+                    cache = copy.deepcopy(out.past_key_values) if k < len(answer_sets) - 1 else out.past_key_values
+                    rest = model(input_ids=ids[:, :-1], attention_mask=torch.cat([prompt_mask, mask[:, :-1]], 1),
+                                 position_ids=lengths + torch.arange(ids.size(1) - 1, device=device),
+                                 past_key_values=cache, use_cache=True).logits.float()
+                    tail = rest.gather(-1, ids[:, 1:, None]).squeeze(-1) - rest.logsumexp(-1)
+                    logps = torch.cat([logps, tail * mask[:, 1:]], 1)
+                sums, counts = logps.sum(1).tolist(), mask.sum(1).tolist()
+                results[k][0].extend(sums[:len(rows_k)])
+                results[k][1].extend(int(c) for c in counts[:len(rows_k)])
+    return results
