@@ -54,7 +54,7 @@ def parse_args(argv=None) -> tuple[argparse.ArgumentParser, argparse.Namespace]:
 
 def main(argv=None) -> int:
     parser, args = parse_args(argv)
-    from vlm_dpo.generate import read_run_config
+    from vlm_dpo.eval.generate import read_run_config
 
     try:  # fail before loading any model when the adapter folder is wrong
         read_run_config(args.adapter)
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
 
 def run_prompts(parser, args) -> int:
     """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
-    from vlm_dpo.generate import load_tuned
+    from vlm_dpo.eval.generate import load_tuned
     from vlm_dpo.models import is_vision_processor
 
     model, processor, _ = load_tuned(args.adapter, args.model)
@@ -82,7 +82,7 @@ def run_prompts(parser, args) -> int:
 
 def run_images(parser, args) -> int:
     """Both models answer ``--question`` about each ``--image``; text or JSON on stdout."""
-    from vlm_dpo.generate import load_tuned, open_image
+    from vlm_dpo.eval.generate import load_tuned, open_image
 
     try:
         images = [open_image(path) for path in args.image]
@@ -97,7 +97,7 @@ def run_images(parser, args) -> int:
 
 def answer_both(model, processor, images, questions, args) -> tuple[list[str], list[str]]:
     """The base (adapter off) and the tuned model answer the same questions."""
-    from vlm_dpo.generate import generate_answers
+    from vlm_dpo.eval.generate import generate_answers
 
     options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
@@ -118,8 +118,8 @@ def run_dataset(parser, args) -> int:
     """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
     from datasets import DatasetDict, load_from_disk
 
-    from vlm_dpo.evaluate import compare_on_dataset
-    from vlm_dpo.generate import load_tuned
+    from vlm_dpo.eval.compare import compare_on_dataset
+    from vlm_dpo.eval.generate import load_tuned
     from vlm_dpo.report import summary_table
 
     try:

@@ -35,11 +35,11 @@ QUESTIONS = ("Describe the image.", "What color is the shape?", "How many shapes
 
 
 def smolvlm_256m(tokenizer, smoke: bool):
-    """SmolVLM-256M-Instruct's configuration (or, for --smoke, vlm_dpo.tiny's), random weights, seed 0."""
+    """SmolVLM-256M-Instruct's configuration (or, for --smoke, vlm_dpo.models.tiny's), random weights, seed 0."""
     import torch
     from transformers import Idefics3Config, Idefics3ForConditionalGeneration
 
-    from vlm_dpo import tiny
+    from vlm_dpo.models import tiny
 
     if smoke:
         return tiny.build_model(tokenizer, seed=0)
@@ -58,8 +58,8 @@ def smolvlm_256m(tokenizer, smoke: bool):
 
 
 def processor_for(smoke: bool):
-    """SmolVLM's processor layout (vlm_dpo.tiny's tokenizer and template), 512px tiles, 1024px longest edge."""
-    from vlm_dpo import tiny
+    """SmolVLM's processor layout (vlm_dpo.models.tiny's tokenizer and template), 512px tiles, 1024px longest edge."""
+    from vlm_dpo.models import tiny
 
     processor = tiny.build_processor()
     if not smoke:
@@ -75,7 +75,7 @@ def pairs(n: int, side: int):
     from PIL import Image
 
     from data_prep.chat import messages
-    from data_prep.scenes import make_row
+    from data_prep.synthetic.scenes import make_row
 
     rows = []
     for i in range(n):
@@ -93,9 +93,9 @@ def run_arm(arm: str, args, out: Path) -> None:
     from transformers import TrainerCallback
     from trl import DPOTrainer, ModelConfig
 
-    from vlm_dpo.config import TrainConfig
-    from vlm_dpo.fast_dpo import FastDPOTrainer
     from vlm_dpo.models import lora_config
+    from vlm_dpo.training.config import TrainConfig
+    from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer
 
     if args.threads:
         torch.set_num_threads(args.threads)

@@ -3,7 +3,7 @@
 A report scores, under the base and the tuned model, three answers to every held-out prompt: the chosen, the
 rejected and an external sentence. Until now each answer ran with its own copy of the prompt (image tokens
 included) and full-vocabulary logits at every position (``unshared_logprobs`` below, the previous
-``vlm_dpo.logprobs.answer_logprobs``); ``answer_set_logprobs`` runs each prompt once and continues every answer
+``vlm_dpo.eval.logprobs.answer_logprobs``); ``answer_set_logprobs`` runs each prompt once and continues every answer
 from a copy of its key/value cache. Both arms score the same answers in this process, back to back, and the
 script checks that they agree.
 
@@ -31,8 +31,8 @@ def unshared_logprobs(model, processor, images, questions, answers, batch_size: 
     import torch
     from trl.trainer.utils import flush_left
 
-    from vlm_dpo.logprobs import _render, _split
-    from vlm_dpo.metrics import sequence_logps
+    from vlm_dpo.eval.functional import sequence_logps
+    from vlm_dpo.eval.logprobs import _render, _split
 
     tokenizer = processor.tokenizer
     sums = []
@@ -65,16 +65,16 @@ def main(argv: list[str] | None = None) -> None:
 
     from PIL import Image
 
-    from data_prep.scenes import generate_rows
-    from vlm_dpo.logprobs import answer_set_logprobs, external_sentences
+    from data_prep.synthetic.scenes import generate_rows
+    from vlm_dpo.eval.logprobs import answer_set_logprobs, external_sentences
     from vlm_dpo.models import load_model_and_processor
 
     pairs = 4 if args.smoke else args.pairs
     if args.smoke:
-        from vlm_dpo.tiny import ensure_tiny_model
+        from vlm_dpo.models.tiny import ensure_tiny_model
         folder = ensure_tiny_model()
     else:
-        from vlm_dpo.demo import ensure_demo_model
+        from vlm_dpo.models.demo import ensure_demo_model
         folder = ensure_demo_model()
     model, processor = load_model_and_processor(str(folder))
     model.eval()

@@ -5,6 +5,6 @@
     from data_prep import prepare, is_prepared, load_prepared
 """
 
-from .prepare import is_prepared, load_prepared, prepare
+from data_prep.prepare import is_prepared, load_prepared, prepare
 
 __all__ = ["is_prepared", "load_prepared", "prepare"]

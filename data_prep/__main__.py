@@ -49,9 +49,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    from data_prep.prepare import prepare
     from vlm_dpo.models import HubUnavailableError, load_processor
-
-    from .prepare import prepare
 
     try:
         processor = None

@@ -22,8 +22,8 @@ from dataclasses import replace
 
 from PIL import Image
 
-from .chat import render
-from .images import SkipRow
+from data_prep.chat import render
+from data_prep.images import SkipRow
 
 
 class TokenBudget:

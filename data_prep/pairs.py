@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from .images import SkipRow, clean_image
+from data_prep.images import SkipRow, clean_image
 
 
 @dataclass

@@ -35,8 +35,8 @@ def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smol
     """
     import datasets
 
-    from .budget import TokenBudget
-    from .sources import open_source
+    from data_prep.budget import TokenBudget
+    from data_prep.sources import open_source
 
     if not 0 <= test_size < 1:
         raise ValueError(f"test_size must be a fraction in [0, 1), got {test_size}.")
@@ -134,10 +134,10 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
     import datasets
     from tqdm.auto import tqdm
 
-    from .chat import messages
-    from .images import SkipRow, encode
-    from .pairs import to_pair
-    from .sources import iter_rows
+    from data_prep.chat import messages
+    from data_prep.images import SkipRow, encode
+    from data_prep.pairs import to_pair
+    from data_prep.sources import iter_rows
 
     features = _features(text=layout == "text")
     chunks, records, hashes = [], [], []

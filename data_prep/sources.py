@@ -4,8 +4,8 @@
     rlhfv.parquet, 'data/*.parquet'  local parquet file(s), or a folder holding them
     rows.jsonl, rows.json            JSON lines / JSON
     saved/                          a folder written by datasets' save_to_disk (Dataset or DatasetDict)
-    synthetic:200                   200 rows from data_prep.scenes (RLHF-V schema + ground truth)
-    arithmetic:200                  200 text rows from data_prep.arithmetic (exact answers; the text demo)
+    synthetic:200                   200 rows from data_prep.synthetic.scenes (RLHF-V schema + ground truth)
+    arithmetic:200                  200 text rows from data_prep.synthetic.arithmetic (exact answers; the text demo)
 
 Rows are read in arrow format (``iter_rows``), so datasets never decodes an image: a corrupt one
 reaches ``images.decode`` and becomes a counted skip instead of a crash, and, unlike casting to
@@ -78,14 +78,14 @@ def _load(input: str, seed: int, cache_dir: str | None):
     import datasets
 
     if input.startswith("synthetic:"):
-        from .scenes import generate_rows
+        from data_prep.synthetic.scenes import generate_rows
 
         count = input.removeprefix("synthetic:")
         if not count.isdigit():
             raise ValueError(f"Expected synthetic:N with N a number of rows, got {input!r}.")
         return datasets.Dataset.from_list(generate_rows(int(count), seed))
     if input.startswith("arithmetic:"):
-        from .arithmetic import generate_rows as arithmetic_rows
+        from data_prep.synthetic.arithmetic import generate_rows as arithmetic_rows
 
         count = input.removeprefix("arithmetic:")
         if not count.isdigit():
@@ -100,7 +100,8 @@ def _load(input: str, seed: int, cache_dir: str | None):
         # A private cache, removed by the caller: the arrow copy of local files is not worth keeping.
         return datasets.load_dataset(builder, data_files=files, cache_dir=cache_dir)
     if not path.exists() and input.count("/") == 1 and not input.startswith((".", "/")):
-        from vlm_dpo.models import HubUnavailableError, check_dataset_reachable
+        from data_prep.errors import HubUnavailableError
+        from data_prep.hub import check_dataset_reachable
 
         try:
             check_dataset_reachable(input)

@@ -19,7 +19,7 @@ def model_cache(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(model_cache):
-    from vlm_dpo.tiny import ensure_tiny_model
+    from vlm_dpo.models.tiny import ensure_tiny_model
 
     return ensure_tiny_model()
 
@@ -33,7 +33,7 @@ def tiny_processor(tiny_model_dir):
 
 @pytest.fixture(scope="session")
 def tiny_text_model_dir(model_cache):
-    from vlm_dpo.tiny import ensure_tiny_text_model
+    from vlm_dpo.models.tiny import ensure_tiny_text_model
 
     return ensure_tiny_text_model()
 

@@ -35,8 +35,8 @@ def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: 
     import torch
     from peft import PeftModel
 
-    from .generate import read_run_config
-    from .models import is_vision_processor, load_model, load_processor
+    from vlm_dpo.eval.generate import read_run_config
+    from vlm_dpo.models import is_vision_processor, load_model, load_processor
 
     run_config = read_run_config(adapter)
     if dtype == "auto":

@@ -1,0 +1,157 @@
+"""End to end on the tiny recipe: prepare, train 2 steps, reload the adapter, run both infer modes."""
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+
+import train
+
+ROOT = Path(__file__).resolve().parents[2]
+RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
+def test_every_recipe_parses(recipe):
+    data_args, training_args, model_args = train.parse(["--config", str(recipe)])[:3]
+    assert model_args.model_name_or_path and data_args.dataset_name and training_args.output_dir
+
+
+def test_no_argument_means_the_demo_recipe():
+    data_args, training_args, model_args = train.parse([])[:3]
+    assert model_args.model_name_or_path == "demo-smolvlm" and data_args.dataset_name == "synthetic:1200"
+
+
+def test_real_recipe_fails_fast_without_hub(tmp_path):
+    start = time.monotonic()
+    from vlm_dpo.models import HubUnavailableError
+
+    with pytest.raises(HubUnavailableError, match="recipes/tiny.yaml") as error:
+        train.main(["--config", str(ROOT / "recipes/smolvlm_rlhfv.yaml"), "--output_dir", str(tmp_path)])
+    assert "Hub" in str(error.value)
+    assert time.monotonic() - start < 30
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, tiny_model_dir):
+    out = tmp_path_factory.mktemp("run") / "tiny"
+    trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "2", "--output_dir", str(out),
+                          "--eval_steps", "1", "--dataset_name", "synthetic:24", "--test_size", "0.25",
+                          "--report_pairs", "2", "--report_max_new_tokens", "3"])
+    return out, trainer
+
+
+def test_run_folder_is_self_describing(trained):
+    out, _ = trained
+    for name in ("adapter_config.json", "adapter_model.safetensors", "run_config.yaml", "eval_results.json",
+                 "training_curves.png", "processor_config.json", "tokenizer.json"):
+        assert (out / name).exists(), name
+    results = json.loads((out / "eval_results.json").read_text())
+    assert results["global_step"] == 2
+    for prefix in ("base", "tuned"):
+        for key in ("loss", "rewards_accuracies", "rewards_margins", "logps_chosen", "logps_rejected"):
+            assert isinstance(results[f"{prefix}_{key}"], float)
+    # The base is its own reference: its implicit rewards are zero by definition.
+    assert results["base_rewards_margins"] == 0.0
+    report = json.loads((out / "data" / "prep_report.json").read_text())
+    assert report["read"] == 24 == report["kept"] + sum(report["skipped"].values())
+    assert yaml.safe_load((out / "run_config.yaml").read_text())["model_name_or_path"] == "tiny-smolvlm"
+    # The end-of-training report agrees with the held-out evaluation on the pairs they share.
+    metrics = json.loads((out / "report" / "metrics.json").read_text())
+    assert metrics["n"] == 2 and (out / "report" / "report.html").exists()
+    assert metrics["base_reward_accuracy"] == 0.0
+
+
+def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):
+    from peft import PeftModel
+    from safetensors.torch import load_file
+
+    from vlm_dpo.models import load_model
+
+    out, trainer = trained
+    adapter = load_file(out / "adapter_model.safetensors")
+    assert adapter and all("lora_" in key for key in adapter), "only LoRA weights are saved"
+    assert any("lora_B" in key and value.abs().sum() > 0 for key, value in adapter.items()), "B left at zero init"
+    assert not any("vision" in key or "connector" in key for key in adapter), "the vision side must stay frozen"
+
+    # The trained model in memory: every base weight equals the file it was loaded from.
+    original = load_file(Path(tiny_model_dir) / "model.safetensors")
+    trained_state = {key.replace(".base_layer", ""): value
+                     for key, value in trainer.model.get_base_model().state_dict().items() if "lora_" not in key}
+    assert set(original) <= set(trained_state)
+    for key, value in original.items():
+        assert torch.equal(trained_state[key], value), f"base weight {key} changed"
+
+    # Reloaded through PEFT, the adapter changes the model's output; disabled, it is the base again.
+    model = PeftModel.from_pretrained(load_model("tiny-smolvlm", "float32"), out).eval()
+    ids = torch.tensor([[1, 20, 30, 40, 50]])
+    with torch.no_grad():
+        tuned = model(input_ids=ids).logits
+        with model.disable_adapter():
+            base = model(input_ids=ids).logits
+    assert not torch.allclose(tuned, base)
+
+
+def test_infer_both_modes(trained, tmp_path, capsys):
+    import infer
+
+    trained, _ = trained
+    from PIL import Image
+
+    image = tmp_path / "red.png"
+    Image.new("RGB", (40, 30), "red").save(image)
+    infer.main(["--adapter", str(trained), "--image", str(image), "--question", "What color is the circle?",
+                "--json", "--max_new_tokens", "4"])
+    answers = json.loads(capsys.readouterr().out)
+    assert answers[0]["image"] == str(image) and set(answers[0]) == {"image", "question", "base", "tuned"}
+
+    report = tmp_path / "report"
+    infer.main(["--adapter", str(trained), "--dataset", str(trained / "data"), "--report", str(report),
+                "--max_new_tokens", "4", "--limit", "3"])
+    metrics = json.loads((report / "metrics.json").read_text())
+    assert metrics["n"] == 3
+    assert (report / "report.html").stat().st_size > 0
+
+
+def test_prepared_data_must_fit_the_training_max_length(tmp_path):
+    from vlm_dpo.training.run import check_fits
+
+    (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": 1024}))
+    check_fits(tmp_path, 2048)
+    check_fits(tmp_path, None)
+    with pytest.raises(ValueError, match="--max_length 512"):
+        check_fits(tmp_path, 512)
+    (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": None}))
+    with pytest.raises(ValueError, match="truncated"):
+        check_fits(tmp_path, 512)
+
+
+def test_overrides_without_config_apply_to_the_default_recipe():
+    data_args, training_args, model_args = train.parse(["--output_dir", "elsewhere", "--max_steps", "3"])[:3]
+    assert model_args.model_name_or_path == "demo-smolvlm"
+    assert training_args.output_dir == "elsewhere" and training_args.max_steps == 3
+
+
+def test_data_prepared_from_another_source_is_prepared_again(tmp_path, tiny_model_dir):
+    out = tmp_path / "run"
+    common = ["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir", str(out),
+              "--report_pairs", "0", "--eval_strategy", "no"]
+    train.main([*common, "--dataset_name", "synthetic:16"])
+    train.main([*common, "--dataset_name", "synthetic:20"])
+    report = json.loads((out / "data" / "prep_report.json").read_text())
+    assert report["input"] == "synthetic:20" and report["read"] == 20
+
+
+def test_bf16_on_the_cpu_only_where_it_is_native(monkeypatch, tmp_path):
+    from vlm_dpo.training import config
+
+    if torch.cuda.is_available():
+        pytest.skip("CPU behaviour")
+    assert not config.TrainConfig(output_dir=str(tmp_path)).bf16  # unset: float32 on the CPU
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: False)
+    assert not config.TrainConfig(output_dir=str(tmp_path), bf16=True).bf16  # asked for, emulated: refused
+    monkeypatch.setattr(config, "cpu_has_native_bf16", lambda: True)
+    assert config.TrainConfig(output_dir=str(tmp_path), bf16=True).bf16  # AMX: autocast

@@ -1,0 +1,243 @@
+"""FastDPOTrainer (vlm_dpo/fast_dpo.py): TRL's losses and metrics, with image features, prompts and reference
+log-probs computed once. Plain TRL DPOTrainer is the reference for every number."""
+
+import json
+import logging
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from vlm_dpo.training.trainers import fast_dpo
+from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer, pack_pairs
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+@pytest.fixture(autouse=True)
+def own_reference_cache(tmp_path, monkeypatch):
+    """Each test starts with an empty reference cache, so the fast path computes its own reference first."""
+    monkeypatch.setattr(fast_dpo, "default_cache_dir", lambda: tmp_path / "cache")
+
+
+@pytest.fixture(scope="module")
+def prepared(tmp_path_factory, tiny_model_dir):
+    from data_prep.prepare import prepare
+
+    out = tmp_path_factory.mktemp("fast") / "data"
+    prepare("synthetic:16", out, processor_name="tiny-smolvlm", max_length=512, longest_edge=64, test_size=0.25)
+    return out
+
+
+@pytest.fixture(scope="module")
+def vision_pairs(prepared):
+    from data_prep.prepare import load_prepared
+
+    return load_prepared(prepared)["train"]  # 12 pairs: 3 steps of 4 per epoch
+
+
+@pytest.fixture(scope="module")
+def text_pairs(tiny_text_model_dir):
+    from datasets import Dataset
+
+    from data_prep.chat import messages
+    from data_prep.synthetic.arithmetic import generate_rows
+
+    return Dataset.from_list([messages(r["prompt"], r["chosen"], r["rejected"]) for r in generate_rows(8, seed=3)])
+
+
+def make(cls, data, out, model="tiny-smolvlm", peft=None, **settings):
+    from trl import ModelConfig
+
+    from vlm_dpo.models import load_model, load_processor, lora_config
+    from vlm_dpo.training.config import TrainConfig
+
+    vision = model == "tiny-smolvlm"
+    settings = {"per_device_train_batch_size": 4, "learning_rate": 5e-3, "max_steps": 6, **settings}
+    args = TrainConfig(output_dir=str(out), logging_steps=1, report_to="none", save_strategy="no", seed=0, **settings)
+    return cls(model=load_model(model, "float32", vision=vision), args=args, train_dataset=data, eval_dataset=data,
+               processing_class=load_processor(model),
+               peft_config=peft or lora_config(ModelConfig(use_peft=True, lora_r=8, lora_alpha=16), vision))
+
+
+def logged(trainer) -> list[dict]:
+    return [entry for entry in trainer.state.log_history if "loss" in entry]
+
+
+def assert_same_numbers(plain: list[dict], fast: list[dict]) -> None:
+    """Loss to 1e-5; every other logged number to 1e-5, or 1e-6 of its size (summed log-probs are ~100)."""
+    assert len(plain) == len(fast) > 0
+    for step, (a, b) in enumerate(zip(plain, fast)):
+        assert a.keys() == b.keys()
+        assert abs(a["loss"] - b["loss"]) <= 1e-5, (step, a["loss"], b["loss"])
+        for key, value in a.items():
+            assert math.isclose(value, b[key], rel_tol=1e-6, abs_tol=1e-5), (step, key, value, b[key])
+
+
+# --------------------------------------------------------------------------- packing (pure)
+
+
+def test_pack_pairs_hand_computed():
+    """TRL's collator example: pair 0 = prompt [1 2 3], chosen [4 5], rejected [6]; pair 1 = [7 8], [9], [10 11]."""
+    ids = torch.tensor([[1, 2, 3, 4, 5], [7, 8, 9, 0, 0], [1, 2, 3, 6, 0], [7, 8, 10, 11, 0]])
+    attention = torch.tensor([[1, 1, 1, 1, 1], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 1, 1, 1, 0]])
+    completion = torch.tensor([[0, 0, 0, 1, 1], [0, 0, 1, 0, 0], [0, 0, 0, 1, 0], [0, 0, 1, 1, 0]])
+    packed = pack_pairs(ids, attention, completion, pad_token_id=0)
+    # [prompt[:-1] | prompt[-1] chosen | prompt[-1] rejected], positions restarting for the rejected branch
+    assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 3, 6], [7, 8, 9, 8, 10, 11, 0]]
+    assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 2, 3], [0, 1, 2, 1, 2, 3, 0]]
+    assert packed.shift_labels.tolist() == [[-100, -100, 4, 5, -100, 6, -100], [-100, 9, -100, 10, 11, -100, -100]]
+    seen = (packed.attention_mask[:, 0] == 0).int()
+    assert seen[0, 5].tolist() == [1, 1, 0, 0, 0, 1, 0]  # the rejected branch sees the prompt, not the chosen answer
+    assert seen[0, 4].tolist() == [1, 1, 1, 1, 1, 0, 0]
+    assert seen[1, 5].tolist() == [1, 0, 0, 1, 1, 1, 0]
+    # TRL's per-token layout (row, t predicts token t + 1) read back from the packed rows
+    values = torch.arange(14.0).reshape(2, 7)
+    assert packed.unpack(values).tolist() == [[0, 0, 2, 3], [0, 8, 0, 0], [0, 0, 5, 0], [0, 10, 11, 0]]
+
+
+# --------------------------------------------------------------------------- same numbers as TRL
+
+
+SETTINGS = {
+    "sigmoid, gradient checkpointing": dict(loss_type=["sigmoid"], gradient_checkpointing=True),
+    "ipo + sft, ld_alpha": dict(loss_type=["ipo", "sft"], loss_weights=[1.0, 0.5], ld_alpha=0.5),
+    "robust, WPO weights": dict(loss_type=["robust"], label_smoothing=0.1, use_weighting=True),
+}
+
+
+@pytest.mark.parametrize("setting", list(SETTINGS))
+def test_vision_training_matches_plain_trl(setting, vision_pairs, tmp_path):
+    """Two epochs (the second on cached features and reference log-probs), then an evaluation: same numbers."""
+    from trl import DPOTrainer
+
+    runs = {}
+    for cls in (DPOTrainer, FastDPOTrainer):
+        trainer = make(cls, vision_pairs, tmp_path / cls.__name__, **SETTINGS[setting])
+        trainer.train()
+        runs[cls] = logged(trainer), trainer.evaluate()
+    assert trainer.plain_reason is None and trainer.feature_cache.items
+    assert_same_numbers(runs[DPOTrainer][0], runs[FastDPOTrainer][0])
+    evaluated = [[{k.removeprefix("eval_"): v for k, v in runs[cls][1].items() if "runtime" not in k and "per_second"
+                   not in k}] for cls in (DPOTrainer, FastDPOTrainer)]
+    assert_same_numbers(*evaluated)
+
+
+def test_batches_hold_prompts_of_different_lengths(vision_pairs, tmp_path):
+    """The equality above covers pairs whose prompts (image tokens and question) differ in length within a batch."""
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path)
+    batch = trainer.data_collator([vision_pairs[i] for i in range(4)])
+    prompt_lengths = (batch["attention_mask"] - batch["completion_mask"]).sum(1)
+    assert len(set(prompt_lengths.tolist())) > 1
+
+
+def test_text_training_matches_plain_trl(text_pairs, tmp_path):
+    from trl import DPOTrainer
+
+    runs = {}
+    for cls in (DPOTrainer, FastDPOTrainer):
+        trainer = make(cls, text_pairs, tmp_path / cls.__name__, model="tiny-smollm2", gradient_checkpointing=True)
+        trainer.train()
+        runs[cls] = logged(trainer)
+    assert trainer.plain_reason is None
+    assert_same_numbers(runs[DPOTrainer], runs[FastDPOTrainer])
+
+
+# --------------------------------------------------------------------------- each pass once
+
+
+def test_vision_tower_sees_each_distinct_image_once(vision_pairs, tmp_path):
+    """Two epochs: the vision tower encodes each distinct image's tiles once in all (TRL: 4 times per step)."""
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path, num_train_epochs=2, max_steps=-1)
+    processor = trainer.processing_class
+    encoded = []
+    vision = trainer.model.get_base_model().model.vision_model
+    vision.register_forward_hook(lambda module, args, kwargs, out: encoded.append(kwargs["pixel_values"].size(0)),
+                                 with_kwargs=True)
+    trainer.train()
+    distinct = {image.tobytes(): image for row in vision_pairs for image in row["images"]}
+    tiles = [processor.image_processor([[image]], return_tensors="pt")["pixel_values"][0].flatten(1).ne(0).any(1).sum()
+             for image in distinct.values()]
+    assert sum(encoded) == int(sum(tiles))
+    assert len(encoded) == 3  # one call per first-epoch step, none in the second
+
+
+def test_reference_log_probs_computed_once_reused_across_runs_invalidated_by_settings(vision_pairs, tmp_path,
+                                                                                       monkeypatch):
+    calls = []
+    original = FastDPOTrainer.compute_ref_log_probs
+    monkeypatch.setattr(FastDPOTrainer, "compute_ref_log_probs",
+                        lambda self, *args: calls.append(1) or original(self, *args))
+    make(FastDPOTrainer, vision_pairs, tmp_path / "a").train()  # 6 steps: 2 epochs of 3
+    assert len(calls) == 3  # the first epoch only
+    files = list((tmp_path / "cache" / "ref_logps").glob("*.jsonl"))
+    assert len(files) == 1 and len(files[0].read_text().splitlines()) == len(vision_pairs)
+
+    make(FastDPOTrainer, vision_pairs, tmp_path / "b", max_steps=3).train()  # a new run, same base, data, settings
+    assert len(calls) == 3
+
+    make(FastDPOTrainer, vision_pairs, tmp_path / "c", max_steps=1, ld_alpha=0.5).train()  # changes the numbers
+    assert len(calls) == 4
+    assert len(list((tmp_path / "cache" / "ref_logps").glob("*.jsonl"))) == 2
+
+
+def test_base_evaluation_runs_one_forward_per_batch_and_matches_plain_trl(vision_pairs, tmp_path):
+    """Before training the adapter adds zero, so the policy is the reference: one language-model pass per batch
+    gives both, and the numbers are TRL's (rewards exactly 0)."""
+    from trl import DPOTrainer
+
+    plain = make(DPOTrainer, vision_pairs, tmp_path / "plain", per_device_eval_batch_size=4).evaluate()
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path / "fast", per_device_eval_batch_size=4)
+    passes = []
+    trainer.model.get_base_model().model.text_model.register_forward_hook(lambda *args: passes.append(1))
+    fast = trainer.evaluate()
+    assert len(passes) == math.ceil(len(vision_pairs) / 4)
+    assert fast["eval_rewards/accuracies"] == fast["eval_rewards/margins"] == 0.0
+    timing = ("runtime", "per_second", "preparation_time")
+    assert_same_numbers(*[[{k.removeprefix("eval_"): v for k, v in m.items() if not any(t in k for t in timing)}]
+                          for m in (plain, fast)])
+    passes.clear()
+    trainer.evaluate()  # the reference now comes from the cache: still one pass per batch
+    assert len(passes) == math.ceil(len(vision_pairs) / 4)
+
+
+# --------------------------------------------------------------------------- fallbacks
+
+
+def test_trained_vision_tower_falls_back_to_plain_trl(vision_pairs, tmp_path, caplog):
+    from peft import LoraConfig
+
+    peft = LoraConfig(r=4, lora_alpha=8, target_modules=r".*(text_model|vision_model).*\.(q_proj|v_proj)",
+                      task_type="CAUSAL_LM")
+    with caplog.at_level(logging.WARNING, logger="vlm_dpo.training.trainers.fast_dpo"):
+        trainer = make(FastDPOTrainer, vision_pairs, tmp_path, peft=peft, max_steps=1)
+    assert "vision tower or connector is trained" in trainer.plain_reason
+    assert "TRL's plain DPOTrainer path" in caplog.text
+    trainer.train()
+    assert math.isfinite(logged(trainer)[0]["loss"])
+
+
+def test_ddpo_recipe_takes_the_packed_path(prepared, tmp_path):
+    import train
+
+    trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir",
+                          str(tmp_path / "out"), "--eval_strategy", "no", "--report_pairs", "0",
+                          "--loss_type", "ddpo", "--dataset_name", str(prepared)])
+    assert type(trainer).__name__ == "DDPOTrainer" and trainer.plain_reason is None
+    assert math.isfinite(logged(trainer)[0]["loss"])
+
+
+# --------------------------------------------------------------------------- benchmark script
+
+
+def test_benchmark_smoke_prints_json_last(tmp_path):
+    env = {**os.environ, "VLM_DPO_CACHE": str(tmp_path), "TQDM_DISABLE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/dpo_throughput.py"), "--smoke"], capture_output=True,
+                         text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    summary = json.loads(run.stdout.strip().splitlines()[-1])
+    assert summary["max_loss_diff"] <= 1e-4 and summary["speedup"] > 0 and summary["trl"]["steps"] == 6

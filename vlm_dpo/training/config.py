@@ -1,0 +1,144 @@
+"""The typed configuration that ``train.py`` reads with TRL's ``TrlParser``: YAML recipe, then CLI overrides.
+
+Three dataclasses, as in TRL's own scripts: ``DataArguments`` (ours), ``TrainConfig`` (TRL's
+``DPOConfig`` with a CPU-aware precision default, DDPO's ``ddpo_gamma`` and an early check of ``loss_type``) and
+TRL's ``ModelConfig`` (model id, LoRA, 4-bit).
+"""
+
+import logging
+from dataclasses import dataclass, field
+
+from trl import DPOConfig
+
+logger = logging.getLogger(__name__)
+
+# TRL 1.16's DPOTrainer losses (dpo_trainer.py, _compute_loss), plus ours: ddpo (vlm_dpo/trainer.py).
+LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
+              "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm", "ddpo")
+
+
+@dataclass
+class DataArguments:
+    dataset_name: str = field(
+        default="synthetic:96",
+        metadata={"help": "Preference data: a folder written by `python -m data_prep`, or anything data_prep reads "
+                  "(hub id, parquet, jsonl, saved folder, synthetic:N), which is then prepared into "
+                  "`prepared_dir` first."},
+    )
+    prepared_dir: str | None = field(
+        default=None, metadata={"help": "Where to write data prepared on the fly (default: OUTPUT_DIR/data)."}
+    )
+    dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
+    dataset_test_split: str = field(default="test", metadata={"help": "Held-out split, evaluated before and after."})
+    image_longest_edge: int = field(
+        default=512, metadata={"help": "data_prep resizes images so their longest edge is at most this (pixels)."}
+    )
+    processor_longest_edge: int | None = field(
+        default=None,
+        metadata={"help": "The image processor scales every image to this longest edge before splitting it into "
+                  "tiles (SmolVLM-256M ships 2048: 17 tiles, 1,088 image tokens). Lower it to save memory. "
+                  "Default: the processor's own."},
+    )
+    test_size: float = field(default=0.1, metadata={"help": "Held-out fraction when the data has no test split."})
+    eval_limit: int | None = field(
+        default=None, metadata={"help": "Evaluate on at most this many held-out pairs (default: all)."}
+    )
+    data_seed_split: int = field(default=42, metadata={"help": "Seed of the train/test split in data_prep."})
+    max_prompt_length: int | None = field(
+        default=None,
+        metadata={"help": "Text pairs only: data_prep keeps the last tokens of the prompt so that the rendered prompt "
+                  "has at most this many (TRL 1.x has no such field; image pairs are never cut). Default: no cut."},
+    )
+    max_completion_length: int | None = field(
+        default=None,
+        metadata={"help": "Text pairs only: data_prep keeps the first tokens of each answer, at most this many "
+                  "with the template's end tokens. Default: no cut."},
+    )
+    report_pairs: int = field(
+        default=64,
+        metadata={"help": "At the end of training, base and tuned answer this many held-out pairs for "
+                  "OUTPUT_DIR/report/ (report.html, metrics.json, plots); 0 skips the report."},
+    )
+    report_max_new_tokens: int = field(default=48, metadata={"help": "Longest generated answer in that report."})
+
+    def __post_init__(self):
+        if not 0 < self.test_size < 1:
+            raise ValueError(f"test_size must be in (0, 1), got {self.test_size}")
+        if self.image_longest_edge < 16:
+            raise ValueError(f"image_longest_edge must be at least 16 pixels, got {self.image_longest_edge}")
+
+
+@dataclass
+class TrainConfig(DPOConfig):
+    """TRL's DPOConfig plus DDPO's gamma and fast_dpo. ``bf16`` left unset means bf16 on CUDA and float32 on the
+    CPU; ``bf16: true`` on a CPU with AMX (native bf16 matrix units) trains under bf16 autocast, ~2x faster there."""
+
+    ddpo_gamma: float = field(
+        default=5.0,
+        metadata={"help": "loss_type [ddpo] only (RLHF-V's dense DPO, vlm_dpo/ddpo.py): weight of the answer tokens "
+                  "that differ between chosen and rejected, in the sequence log-prob normalised by "
+                  "|unchanged| + gamma * |changed|. 1 weighs every token alike; the paper uses 5 (with beta 0.5)."},
+    )
+    fast_dpo: bool = field(
+        default=False,
+        metadata={"help": "Train with vlm_dpo.training.trainers.fast_dpo.FastDPOTrainer: each image through the frozen vision tower "
+                  "once, each pair's prompt through the language model once (chosen and rejected packed on top of it), "
+                  "reference log-probs computed once and cached on disk. Same losses and metrics as TRL's "
+                  "DPOTrainer; where it cannot apply (vision side trained, no LoRA, ...) it says why and runs TRL's "
+                  "plain path. loss_type ddpo takes it too (DDPOTrainer builds on FastDPOTrainer)."},
+    )
+
+    def __post_init__(self):
+        import torch
+
+        self._check_losses()
+
+        if not torch.cuda.is_available():
+            native = cpu_has_native_bf16()
+            if self.bf16 and not native:  # unset (None) means float32 on the CPU
+                logger.warning("bf16 needs a CUDA GPU or a CPU with native bf16 units (AMX), and neither is here: "
+                               "training in float32.")
+            self.bf16 = bool(self.bf16) and native  # autocast on the CPU; weights stay float32
+            self.fp16 = False
+            # Under a torchrun-style launch (accelerate launch --multi_gpu / recipes/accelerate/cpu.yaml) this
+            # makes accelerate join the processes over gloo (MULTI_CPU) instead of running each one alone.
+            self.use_cpu = True
+        super().__post_init__()
+
+    def _check_losses(self):
+        """Unknown names fail here, not after the model loaded (TRL checks them at the first step). ``ddpo``
+        replaces TRL's sequence log-prob, so it cannot be mixed with losses or options that use it too."""
+        losses = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
+        unknown = [name for name in losses if name not in LOSS_TYPES]
+        if unknown:
+            raise ValueError(f"Unknown loss_type {unknown}: choose among {', '.join(LOSS_TYPES)}.")
+        if self.ddpo_gamma <= 0:
+            raise ValueError(
+                f"ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}"
+            )
+        if "ddpo" not in losses:
+            return
+        if losses not in (["ddpo"], ["ddpo", "sft"]):
+            raise ValueError(f"loss_type ddpo can only be followed by sft ({losses}): use --loss_type ddpo "
+                             "or --loss_type ddpo sft.")
+        if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
+            raise ValueError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
+                             "use_weighting false and f_divergence_type reverse_kl.")
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 matmuls run on native units (Intel AMX); elsewhere CPU bf16 is emulated and slower.
+
+    ``VLM_DPO_FP32=1`` says no, to compare with float32.
+    """
+    import os
+
+    import torch
+
+    if os.environ.get("VLM_DPO_FP32") == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return "amx_bf16" in handle.read() and torch.backends.mkldnn.is_available()
+    except OSError:
+        return False
