@@ -1,4 +1,4 @@
-"""Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]``.
+"""Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]`` (= ``vlm-dpo train``).
 
 Without ``--config`` it runs the offline demo (``recipes/demo.yaml``: SmolVLM's architecture on the real
 SmolLM2-135M-Instruct, synthetic scenes, about 7 minutes on a 2-core CPU), with any overrides given
@@ -8,33 +8,18 @@ can be set in the recipe or overridden on the command line; ``python train.py --
 """
 
 import sys
-from pathlib import Path
 
-DEFAULT_RECIPE = Path(__file__).resolve().parent / "recipes" / "demo.yaml"
+from vlm_dpo.cli import main as cli
+from vlm_dpo.cli import parse_train as parse
+from vlm_dpo.cli import run
 
-
-def parse(argv: list[str]):
-    from trl import ModelConfig, TrlParser
-
-    from vlm_dpo.training.config import DataArguments, TrainConfig
-
-    if "--config" not in argv and not {"-h", "--help"} & set(argv):
-        argv = ["--config", str(DEFAULT_RECIPE), *argv]  # overrides apply on top of the default recipe
-    parser = TrlParser((DataArguments, TrainConfig, ModelConfig))
-    return parser.parse_args_and_config(argv)
+__all__ = ["main", "parse"]
 
 
 def main(argv: list[str] | None = None):
-    data_args, training_args, model_args = parse(sys.argv[1:] if argv is None else argv)[:3]
-    from vlm_dpo.training.run import main as run
-
-    return run(data_args, training_args, model_args)
+    """Train; returns the trainer. Errors propagate (the command line prints them as one line)."""
+    return run("train", sys.argv[1:] if argv is None else argv, prog="python train.py")
 
 
 if __name__ == "__main__":
-    from vlm_dpo.models import GPURequiredError, HubUnavailableError
-
-    try:
-        main()
-    except (HubUnavailableError, GPURequiredError, FileNotFoundError) as error:  # the user's setup: no traceback
-        raise SystemExit(f"error: {error}") from None
+    sys.exit(cli(["train", *sys.argv[1:]], prog="python train.py"))

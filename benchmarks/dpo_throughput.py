@@ -19,7 +19,6 @@ as its last line, a JSON object with ``speedup`` (whole-run time, TRL over ours)
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
 import resource
@@ -72,16 +71,16 @@ def processor_for(smoke: bool):
 def pairs(n: int, side: int):
     """n preference pairs on synthetic scenes, squared to side x side so that every image splits alike."""
     from datasets import Dataset
-    from PIL import Image
 
     from data_prep.chat import messages
+    from data_prep.images import load_image
     from data_prep.synthetic.scenes import make_row
 
     rows = []
     for i in range(n):
         row = make_row(i, seed=7)
         text = json.loads(row["text"])
-        image = Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB")
+        image = load_image(row["image"]["bytes"])
         rows.append({**messages(QUESTIONS[i % len(QUESTIONS)], text["chosen"], text["rejected"]),
                      "images": [image.resize((side, side))]})
     return Dataset.from_list(rows)
@@ -119,8 +118,6 @@ def run_arm(arm: str, args, out: Path) -> None:
     trainer = cls(model=smolvlm_256m(processor.tokenizer, args.smoke), args=config, train_dataset=data,
                   processing_class=processor, peft_config=lora_config(ModelConfig(use_peft=True), vision=True),
                   callbacks=[Timer()])
-    if arm == "fast":
-        assert trainer.plain_reason is None, trainer.plain_reason
     batch = trainer.data_collator([data[i] for i in range(min(args.batch, len(data)))])
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]

@@ -31,16 +31,16 @@ def unshared_logprobs(model, processor, images, questions, answers, batch_size: 
     import torch
     from trl.trainer.utils import flush_left
 
+    from data_prep.chat import completion, render
     from vlm_dpo.eval.functional import sequence_logps
-    from vlm_dpo.eval.logprobs import _render, _split
 
     tokenizer = processor.tokenizer
     sums = []
     with torch.inference_mode():
         for start in range(0, len(answers), batch_size):
             batch = range(start, min(start + batch_size, len(answers)))
-            prompts = [_render(processor, questions[i], None, True) for i in batch]
-            completions = [_split(prompt, _render(processor, questions[i], answers[i], True))
+            prompts = [render(processor, questions[i]) for i in batch]
+            completions = [completion(prompt, render(processor, questions[i], answers[i]))
                            for prompt, i in zip(prompts, batch)]
             prompt_inputs = processor(text=prompts, images=[[images[i]] for i in batch], padding=True,
                                       padding_side="left", add_special_tokens=False, return_tensors="pt")
@@ -63,8 +63,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--smoke", action="store_true", help="the tiny random model and 4 scenes")
     args = parser.parse_args(argv)
 
-    from PIL import Image
-
+    from data_prep.images import load_image
     from data_prep.synthetic.scenes import generate_rows
     from vlm_dpo.eval.logprobs import answer_set_logprobs, external_sentences
     from vlm_dpo.models import load_model_and_processor
@@ -79,7 +78,7 @@ def main(argv: list[str] | None = None) -> None:
     model, processor = load_model_and_processor(str(folder))
     model.eval()
     rows = generate_rows(pairs, seed=12345)  # neither the DPO nor the stage-1 seed
-    images = [Image.open(io.BytesIO(row["image"]["bytes"])).convert("RGB") for row in rows]
+    images = [load_image(row["image"]["bytes"]) for row in rows]
     texts = [json.loads(row["text"]) for row in rows]
     questions = [t["question"] for t in texts]
     sets = [[t["chosen"] for t in texts], [t["rejected"] for t in texts], external_sentences(pairs)]

@@ -3,7 +3,7 @@
 The count is the one TRL's ``DataCollatorForVisionPreference`` produces: the prompt with its
 image expanded by the processor (image splitting decides how many tiles, hence tokens), plus
 the longer of the two completions. A pair that does not fit is dropped, never truncated:
-cutting through image tokens breaks the model's input (DESIGN.md, principle 7).
+cutting through image tokens breaks the model's input.
 
 Text pairs (no image) are counted the same way with the tokenizer, as TRL's ``DataCollatorForPreference``
 sees them. For them only, ``max_prompt_length`` / ``max_completion_length`` first cut the question's start
@@ -17,12 +17,11 @@ and each answer's end (``clip``), as the SmolLM and GPT-2 DPO cards truncate; wh
     pair = TokenBudget(tokenizer, 160, max_prompt_length=96, max_completion_length=64).clip(pair)   # text pairs
 """
 
-import os
 from dataclasses import replace
 
 from PIL import Image
 
-from data_prep.chat import render
+from data_prep.chat import completion, render
 from data_prep.images import SkipRow
 
 
@@ -97,9 +96,7 @@ class TokenBudget:
         return kept
 
     def _completion_tokens(self, prompt: str, question: str, answer: str) -> int:
-        # As TRL does: the completion is what follows the longest common prefix of prompt and whole exchange.
-        whole = render(self.processor, question, answer)
-        return len(self._ids(whole[len(os.path.commonprefix([prompt, whole])) :]))
+        return len(self._ids(completion(prompt, render(self.processor, question, answer))))
 
     def _ids(self, text: str) -> list[int]:
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]

@@ -9,16 +9,20 @@ Three row layouts (see ``sources.detect_layout``):
   messages, ``chosen`` / ``rejected`` possibly whole conversations (UltraFeedback binarized: the last assistant
   turn is the answer). Such pairs have no image (``Pair.image`` is None).
 
+An image named by a path is looked up next to the data (``images.row_image``).
+
     from data_prep.pairs import to_pair
     pair = to_pair(row, "rlhfv", source_index=0, longest_edge=512)   # or raises SkipRow(reason)
 """
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 from PIL import Image
 
-from data_prep.images import SkipRow, clean_image
+from data_prep.chat import message_text
+from data_prep.images import SkipRow, load_image, row_image
 
 
 @dataclass
@@ -34,11 +38,12 @@ class Pair:
     source_format: str | None = None  # decides how the image is stored (see images.encode)
 
 
-def to_pair(row: dict, layout: str, source_index: int, longest_edge: int) -> Pair:
+def to_pair(row: dict, layout: str, source_index: int, longest_edge: int, data_root: Path | None = None,
+            image_root: Path | None = None) -> Pair:
     """Validate and clean one row, or raise ``SkipRow``.
 
     Text checks come first, so a row that is dropped anyway never pays for image decoding;
-    the first failing check names the reason.
+    the first failing check names the reason. ``data_root`` / ``image_root``: see ``images.row_image``.
     """
     question, chosen, rejected = _rlhfv_texts(row) if layout == "rlhfv" else _conversational_texts(row)
     if isinstance(question, str):  # LLaVA-style "<image>\n" in the text: TRL adds the image block itself
@@ -53,8 +58,8 @@ def to_pair(row: dict, layout: str, source_index: int, longest_edge: int) -> Pai
         ground_truth = json.dumps(ground_truth)
     if layout == "text":
         return Pair(None, question, chosen, rejected, source_index, ground_truth)
-    image, source_format = clean_image(_image_value(row, layout), longest_edge)
-    return Pair(image, question, chosen, rejected, source_index, ground_truth, source_format)
+    image = load_image(row_image(_image_value(row, layout), data_root, image_root), longest_edge)
+    return Pair(image, question, chosen, rejected, source_index, ground_truth, image.format)
 
 
 def _required(value, reason: str) -> str:
@@ -75,31 +80,15 @@ def _rlhfv_texts(row: dict) -> tuple:
 
 def _conversational_texts(row: dict) -> tuple:
     return (
-        _message_text(row["prompt"], "user"),
-        _message_text(row["chosen"], "assistant"),
-        _message_text(row["rejected"], "assistant"),
+        message_text(row["prompt"], "user"),
+        message_text(row["chosen"], "assistant"),
+        message_text(row["rejected"], "assistant"),
     )
-
-
-def _message_text(messages, role: str):
-    """The text of the last ``role`` message (pairs are single-turn); a plain string is taken as is.
-
-    Image blocks are dropped: the image itself comes from the ``images`` column.
-    """
-    if messages is None or isinstance(messages, str):
-        return messages
-    turns = [message for message in messages if isinstance(message, dict) and message.get("role") == role]
-    if not turns:
-        return None
-    content = turns[-1].get("content")
-    if isinstance(content, list):  # blocks {"type": "image" | "text", "text": ...}
-        content = "\n".join(block.get("text") or "" for block in content if block.get("type") == "text")
-    return content
 
 
 def _image_value(row: dict, layout: str):
     """The row's one image (RLHF-V and RLAIF-V pairs have exactly one); None when absent."""
-    if layout == "conversational" and "images" in row:
-        images = row["images"]
-        return images[0] if images else None
-    return row.get("image")
+    value = row["images"] if layout == "conversational" and "images" in row else row.get("image")
+    if isinstance(value, list):
+        return value[0] if value else None
+    return value

@@ -1,60 +1,69 @@
 """Read -> clean -> split -> save, and the two doors the trainer uses to find the result.
 
     from data_prep import prepare, load_prepared
-    report = prepare("rlhfv.parquet", "data/rlhfv", processor_name="tiny-smolvlm", max_length=1024)
+    report = prepare("rlhfv.parquet", "data/rlhfv", processor=processor, max_length=1024)
     dataset = load_prepared("data/rlhfv")      # DatasetDict: "train", "test"
 
 The saved rows are TRL's conversational vision layout (``images``, ``prompt``, ``chosen``,
 ``rejected``) plus ``source_index`` and ``ground_truth``; text pairs (layout ``text``) are the same without
 ``images``, TRL's conversational text layout; ``prep_report.json`` beside them says
-what was read, kept and skipped, with ``read == kept + sum(skipped.values())``.
+what was read, kept and skipped, with ``read == kept + sum(skipped.values())``. Nothing kept is an error, not
+an empty data set.
 """
 
 import hashlib
 import json
+import numbers
 import random
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from data_prep.errors import InputError, MissingInputError
+
 REPORT_NAME = "prep_report.json"
 CHUNK_ROWS = 256  # cleaned rows held as Python objects before they join the arrow table
+MIN_LONGEST_EDGE = 16  # below this, images are too small for any vision tower to see anything
 
 
-def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smolvlm", max_length: int | None = None,
+def prepare(input: str, output_dir: str | Path, processor_name: str | None = None, max_length: int | None = None,
             longest_edge: int = 512, test_size: float = 0.1, seed: int = 42, limit: int | None = None,
             split: str | None = None, processor=None, max_prompt_length: int | None = None,
-            max_completion_length: int | None = None) -> dict:
+            max_completion_length: int | None = None, image_root: str | Path | None = None) -> dict:
     """Prepare ``input`` (see ``sources``) into ``output_dir``; return the report also written there.
 
-    The processor counts tokens, so it is needed only when ``max_length`` is set: ``processor`` when
-    the caller already holds one (the trainer, with its own image size), else loaded from
-    ``processor_name``. A test split in the input is kept as is; otherwise ``test_size`` of the kept
-    rows are held out, grouped by image content so that no image is in both splits (text pairs: by prompt).
-    ``max_prompt_length`` / ``max_completion_length`` cut text pairs to these many tokens (``budget.TokenBudget.clip``).
+    ``processor`` (a VLM processor, or a text model's tokenizer) counts tokens: the caller loads it, with the
+    image size it trains at; None means no token budget, so ``max_length`` / ``max_prompt_length`` /
+    ``max_completion_length`` need one. ``processor_name`` is only recorded in the report. A test split in the
+    input is kept as is; otherwise ``test_size`` of the kept rows are held out, grouped by image content so
+    that no image is in both splits (text pairs: by prompt). ``max_prompt_length`` / ``max_completion_length``
+    cut text pairs to these many tokens (``budget.TokenBudget.clip``). Image paths in the rows resolve against
+    the input's folder and must stay inside it or inside ``image_root`` (``images.row_image``).
+    Raises ``InputError`` (a ``UserError``) for an option out of range and when no row is kept.
     """
     import datasets
 
     from data_prep.budget import TokenBudget
     from data_prep.sources import open_source
 
-    if not 0 <= test_size < 1:
-        raise ValueError(f"test_size must be a fraction in [0, 1), got {test_size}.")
+    _check_options(max_length=max_length, max_prompt_length=max_prompt_length,
+                   max_completion_length=max_completion_length, longest_edge=longest_edge, test_size=test_size,
+                   seed=seed, limit=limit, split=split, image_root=image_root, processor=processor)
     budget = None
-    if (max_length, max_prompt_length, max_completion_length) != (None, None, None):
-        from vlm_dpo.models import load_processor
-
-        budget = TokenBudget(processor if processor is not None else load_processor(processor_name), max_length,
-                             max_prompt_length, max_completion_length)
+    if (max_length, max_prompt_length, max_completion_length) != (None, None, None):  # checked: with a processor
+        budget = TokenBudget(processor, max_length, max_prompt_length, max_completion_length)
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)  # output_dir itself only once there is data to save
     (output_dir / REPORT_NAME).unlink(missing_ok=True)  # a half-written folder must not look prepared
     skipped = Counter()
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp") as cache_dir:
         source = open_source(str(input), split, limit, seed, cache_dir)
+        images = {"data_root": source.root, "image_root": Path(image_root) if image_root is not None else None}
         cleaned, hashes = {}, {}
         for name, rows in source.splits.items():
-            cleaned[name], hashes[name] = _clean(rows, source.layout, longest_edge, budget, skipped, name)
+            cleaned[name], hashes[name] = _clean(rows, source.layout, longest_edge, budget, skipped, name, images)
+        read = sum(len(rows) for rows in source.splits.values())
+        _check_kept(input, read, cleaned, skipped)
         if "test" not in cleaned:
             train, test = split_by_image(hashes["train"], test_size, seed)
             cleaned = {"train": cleaned["train"].select(train), "test": cleaned["train"].select(test)}
@@ -66,7 +75,7 @@ def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smol
         "input": str(input),
         "layout": source.layout,
         "read_from": source.read_from,
-        "read": sum(len(rows) for rows in source.splits.values()),
+        "read": read,
         "kept": sum(len(rows) for rows in dataset.values()),
         "skipped": dict(sorted(skipped.items())),
         "splits": {name: len(rows) for name, rows in dataset.items()},
@@ -77,9 +86,48 @@ def prepare(input: str, output_dir: str | Path, processor_name: str = "tiny-smol
         "longest_edge": longest_edge,
         "test_size": test_size,
         "seed": seed,
+        "image_root": str(image_root) if image_root is not None else None,
     }
     (output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
+
+
+def _check_options(*, processor, test_size, split, image_root, longest_edge, seed, **counts) -> None:
+    """Every option in range and of its type, else an ``InputError`` naming it: a typo must not become a quiet
+    run that keeps nothing (or everything)."""
+    def whole(value) -> bool:
+        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+    def fail(option, value, need):
+        raise InputError(f"Option {option}={value!r} is invalid: it must be {need}.")
+
+    for option, value in counts.items():  # max_length, max_prompt_length, max_completion_length, limit
+        if value is not None and not (whole(value) and value >= 1):
+            fail(option, value, "a whole number of at least 1, or None for no limit")
+    if not (whole(longest_edge) and longest_edge >= MIN_LONGEST_EDGE):
+        fail("longest_edge", longest_edge, f"a whole number of pixels, at least {MIN_LONGEST_EDGE}")
+    if not (isinstance(test_size, numbers.Real) and not isinstance(test_size, bool) and 0 < test_size < 1):
+        fail("test_size", test_size, "a fraction strictly between 0 and 1")
+    if not whole(seed):
+        fail("seed", seed, "a whole number")
+    if split is not None and not isinstance(split, str):
+        fail("split", split, "a split name (a string), or None")
+    if image_root is not None and not Path(image_root).is_dir():
+        fail("image_root", str(image_root), "an existing folder")
+    given = [option for option in ("max_length", "max_prompt_length", "max_completion_length") if counts[option]]
+    if processor is None and given:
+        raise InputError(f"Option {given[0]} counts tokens, which needs the model's processor: pass processor= "
+                         "(python -m data_prep loads it from --model), or leave it None for no token budget.")
+
+
+def _check_kept(input, read: int, cleaned: dict, skipped: Counter) -> None:
+    """An ``InputError`` when the training split kept no row, with every skip reason and its count."""
+    if len(cleaned["train"]):
+        return
+    reasons = ", ".join(f"{reason} {count}" for reason, count in skipped.most_common())
+    where = "" if len(cleaned) == 1 else " in its train split"
+    raise InputError(f"No pair kept from {input}{where}: read {read} rows, "
+                     + (f"skipped {reasons}." if reasons else "nothing to clean."))
 
 
 def is_prepared(path: str | Path) -> bool:
@@ -92,7 +140,7 @@ def load_prepared(path: str | Path):
     import datasets
 
     if not is_prepared(path):
-        raise FileNotFoundError(
+        raise MissingInputError(
             f"{path} is not a prepared data set (no {REPORT_NAME} and dataset_dict.json). "
             f"Make one with: python -m data_prep --input PATH_OR_HUB_ID --output {path}"
         )
@@ -129,8 +177,9 @@ def image_hash(image) -> str:
     return hashlib.sha256(repr(image.size).encode() + image.tobytes()).hexdigest()
 
 
-def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name: str):
-    """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped``."""
+def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name: str, images: dict):
+    """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped``.
+    ``images`` holds ``to_pair``'s ``data_root`` and ``image_root``."""
     import datasets
     from tqdm.auto import tqdm
 
@@ -143,7 +192,7 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
     chunks, records, hashes = [], [], []
     for index, row in enumerate(tqdm(iter_rows(rows), total=len(rows), desc=f"cleaning {name}", unit="row")):
         try:
-            pair = to_pair(row, layout, index, longest_edge)
+            pair = to_pair(row, layout, index, longest_edge, **images)
             if budget is not None:
                 pair = budget.clip(pair)
                 if not budget.fits(pair):

@@ -1,6 +1,6 @@
 """Merge a trained LoRA adapter into its base and save a plain transformers model + processor.
 
-    python -m vlm_dpo.export --adapter outputs/tiny --output outputs/tiny-merged [--dtype bfloat16]
+    vlm-dpo export --adapter outputs/tiny --output_dir outputs/tiny-merged [--dtype bfloat16]
 
 The result needs neither PEFT nor this package:
 ``AutoModelForImageTextToText.from_pretrained(MERGED)`` (``AutoModelForCausalLM`` for a text model) and
@@ -9,25 +9,24 @@ The result needs neither PEFT nor this package:
 done in float32 and the merged weights are cast to ``--dtype`` afterwards.
 """
 
-import argparse
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Literal, get_args
 
-DTYPES = ("auto", "float32", "bfloat16", "float16")
+Dtype = Literal["auto", "float32", "bfloat16", "float16"]
+DTYPES = get_args(Dtype)
 
 
-def parse_args(argv=None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(
-        prog="python -m vlm_dpo.export", description=__doc__.split("\n\n")[0],
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    parser.add_argument("--adapter", required=True, help="training output folder (adapter + run_config.yaml)")
-    parser.add_argument("--output", required=True, help="folder to write the merged model and processor to")
-    parser.add_argument("--dtype", choices=DTYPES, default="auto",
-                        help="dtype of the saved weights; auto: the run's dtype when it names one, else float32")
-    parser.add_argument("--model", default=None,
-                        help="base model to merge into (default: the run's model_name_or_path), e.g. a local copy")
-    return parser.parse_args(argv)
+@dataclass
+class ExportArguments:
+    adapter: str = field(metadata={"help": "training output folder (adapter + run_config.yaml)"})
+    output_dir: str = field(metadata={"aliases": ["--output"], "help": "folder to write the merged model to"})
+    dtype: Dtype = field(default="auto", metadata={
+        "help": "dtype of the saved weights; auto: the run's dtype when it names one, else float32"})
+    model_name_or_path: str | None = field(default=None, metadata={
+        "aliases": ["--model"],
+        "help": "base model to merge into (default: the run's model_name_or_path), e.g. a local copy"})
 
 
 def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: str | None = None) -> Path:
@@ -35,15 +34,17 @@ def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: 
     import torch
     from peft import PeftModel
 
-    from vlm_dpo.eval.generate import read_run_config
     from vlm_dpo.models import is_vision_processor, load_model, load_processor
+    from vlm_dpo.models.adapter import adapter_fits, check_adapter_folder
 
-    run_config = read_run_config(adapter)
+    run_config = check_adapter_folder(adapter)
     if dtype == "auto":
         dtype = run_config.get("dtype") if run_config.get("dtype") in DTYPES[1:] else "float32"
     processor = load_processor(str(adapter))  # the processor saved with the run (training may have changed it)
-    base = load_model(model or run_config["model_name_or_path"], "float32", vision=is_vision_processor(processor))
-    merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
+    base_name = model or run_config["model_name_or_path"]
+    base = load_model(base_name, "float32", vision=is_vision_processor(processor))
+    with adapter_fits(adapter, base_name):
+        merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
     merged = merged.to(getattr(torch, dtype))
     output = Path(output)
     merged.save_pretrained(output)
@@ -51,16 +52,19 @@ def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: 
     return output
 
 
-def main(argv=None) -> int:
-    args = parse_args(argv)
-    output = export(args.adapter, args.output, args.dtype, args.model)
+def run(args: ExportArguments) -> int:
+    output = export(args.adapter, args.output_dir, args.dtype, args.model_name_or_path)
     print(f"Merged {args.adapter} into its base: {output}/ (plain transformers: AutoModelForImageTextToText, "
           "or AutoModelForCausalLM for a text model, and AutoProcessor)")
     return 0
 
 
+def main(argv: list[str] | None = None) -> int:
+    """``python -m vlm_dpo.export``: the same as ``vlm-dpo export``."""
+    from vlm_dpo.cli import main as cli
+
+    return cli(["export", *(sys.argv[1:] if argv is None else argv)], prog="python -m vlm_dpo.export")
+
+
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except FileNotFoundError as error:
-        raise SystemExit(f"error: {error}") from None
+    sys.exit(main())

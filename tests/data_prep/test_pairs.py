@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from data_prep.budget import TokenBudget
-from data_prep.chat import messages, render
+from data_prep.chat import completion, message_text, messages, render
 from data_prep.images import SkipRow
 from data_prep.pairs import Pair, to_pair
 
@@ -84,6 +84,33 @@ def test_conversational_rows_with_blocks_and_with_strings():
         to_pair({**blocks, "images": []}, "conversational", 0, 512)
     with pytest.raises(SkipRow, match="missing_question"):
         to_pair({**blocks, "prompt": [{"role": "assistant", "content": "hi"}]}, "conversational", 0, 512)
+
+
+def test_image_path_resolves_against_the_data_folder(tmp_path):
+    (tmp_path / "img").mkdir()
+    Image.new("RGB", (40, 30), "blue").save(tmp_path / "img" / "a.png")
+    row = {"prompt": "What is shown?", "chosen": "Blue.", "rejected": "Red.", "image": "img/a.png"}
+    pair = to_pair(row, "conversational", 0, 512, data_root=tmp_path)
+    assert pair.image.getpixel((0, 0)) == (0, 0, 255) and pair.source_format == "PNG"
+    with pytest.raises(SkipRow, match="image_outside_data"):
+        to_pair({**row, "image": "../a.png"}, "conversational", 0, 512, data_root=tmp_path / "img")
+
+
+def test_message_text_reads_strings_messages_and_blocks():
+    blocks = [{"type": "image", "text": None}, {"type": "text", "text": "What is it? "}, {"type": "text", "text": "Be brief."}]
+    conversation = [{"role": "user", "content": "Hi."}, {"role": "assistant", "content": " Hello. "},
+                    {"role": "user", "content": blocks}]
+    assert message_text(" plain ") == "plain" and message_text(None) is None
+    assert message_text(conversation) == "What is it?\nBe brief."  # the last message; blocks one per line
+    assert message_text(conversation, "assistant") == "Hello."
+    assert message_text(conversation, "system") is None
+    assert message_text([{"role": "user", "content": 3}], "user") == 3  # not text: the caller decides
+
+
+def test_completion_is_what_follows_the_common_prefix():
+    assert completion("User: hi\nAssistant:", "User: hi\nAssistant: Hello.\n") == " Hello.\n"
+    # a template that rewrites the prompt's end once an answer follows (TRL's DeepSeek case)
+    assert completion("User: hi<think>\n", "User: hi<answer>Hello.") == "answer>Hello."
 
 
 def test_messages_are_trl_conversational_with_string_contents():

@@ -1,15 +1,20 @@
-"""data_prep.prepare end to end: RLHF-V parquet with bad rows (exact counts), conversational inputs, hub failure, CLI."""
+"""data_prep.prepare end to end: RLHF-V parquet with bad rows (exact counts), conversational inputs, image paths,
+option checks, nothing kept, hub failure, CLI, and no import of vlm_dpo."""
 
 import io
 import json
+import subprocess
+import sys
 import time
 from collections import Counter
+from pathlib import Path
 
 import datasets
 import pytest
-from PIL import Image
+from PIL import Image, ImageColor
 
 from data_prep import is_prepared, load_prepared, prepare
+from data_prep.errors import HubUnavailableError, UserError
 from data_prep.prepare import image_hash, split_by_image
 
 RLHFV_FEATURES = datasets.Features({
@@ -167,12 +172,94 @@ def test_conversational_jsonl_with_string_contents_and_image_paths(tmp_path):
     assert load_prepared(tmp_path / "out")["train"][0]["images"][0].mode == "RGB"
 
 
-def test_every_row_skipped_still_saves_empty_splits(tmp_path):
-    rows = [{"image": None, "text": "{}"}, {"image": None, "text": "[]"}]
+def test_nothing_kept_is_an_error_with_every_reason(tmp_path):
+    rows = [{"image": None, "text": "{}"}, {"image": None, "text": "[]"}, {"image": None, "text": "[1]"}]
     datasets.Dataset.from_list(rows).to_json(str(tmp_path / "rows.jsonl"))
-    report = prepare(str(tmp_path / "rows.jsonl"), tmp_path / "out")
-    assert report["kept"] == 0 and report["skipped"] == {"missing_question": 1, "text_not_json_object": 1}
-    assert {name: len(split) for name, split in load_prepared(tmp_path / "out").items()} == {"train": 0, "test": 0}
+    with pytest.raises(UserError) as caught:
+        prepare(str(tmp_path / "rows.jsonl"), tmp_path / "out")
+    message = str(caught.value)
+    assert "\n" not in message and str(tmp_path / "rows.jsonl") in message and "read 3 rows" in message
+    assert "text_not_json_object 2, missing_question 1" in message
+    assert not (tmp_path / "out").exists()
+    empty = datasets.Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
+    empty.save_to_disk(str(tmp_path / "none"), num_shards=1)
+    with pytest.raises(UserError, match="read 0 rows, nothing to clean"):
+        prepare(str(tmp_path / "none"), tmp_path / "out")
+
+
+def write_rows(folder, rows: list[dict], name="rows.jsonl"):
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / name).write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return folder / name
+
+
+def image_rows(images: list) -> list[dict]:
+    return [{"prompt": f"What is in picture {i}?", "chosen": f"Shape {i}.", "rejected": "Nothing.", "image": image}
+            for i, image in enumerate(images)]
+
+
+def test_image_paths_resolve_against_the_data_folder_and_stay_inside(tmp_path, monkeypatch):
+    data, other = tmp_path / "data", tmp_path / "other"
+    (data / "img").mkdir(parents=True)
+    other.mkdir()
+    for i, folder in enumerate([data / "img", data / "img", other]):
+        Image.new("RGB", (30, 20), COLORS[i]).save(folder / f"{i}.png")
+    rows = image_rows(["img/0.png", {"path": "img/1.png"}, "../other/2.png", str(other / "2.png"), "/etc/passwd"])
+    path = write_rows(data, rows)
+    monkeypatch.chdir(other)  # the working directory plays no part
+    report = prepare(str(path), tmp_path / "out")
+    assert (report["read"], report["kept"], report["skipped"]) == (5, 2, {"image_outside_data": 3})
+    assert report["image_root"] is None
+    allowed = prepare(str(path), tmp_path / "out2", image_root=other)
+    assert (allowed["kept"], allowed["skipped"]) == (4, {"image_outside_data": 1})  # /etc/passwd still refused
+    assert allowed["image_root"] == str(other)
+
+
+def test_image_given_as_path_and_as_struct_in_one_jsonl(tmp_path):
+    """datasets stores a column of mixed types as JSON text; the quoted path must still be a path."""
+    for i in range(4):
+        Image.new("RGB", (30, 20), COLORS[i]).save(tmp_path / f"{i}.png")
+    rows = image_rows(["0.png", {"path": "1.png"}, "2.png", {"path": "3.png", "bytes": None}])
+    report = prepare(str(write_rows(tmp_path, rows)), tmp_path / "out", test_size=0.25)
+    assert (report["kept"], report["skipped"]) == (4, {})
+    prepared = load_prepared(tmp_path / "out")
+    colors = {row["source_index"]: row["images"][0].getpixel((0, 0)) for name in ("train", "test")
+              for row in prepared[name]}
+    assert colors == {i: ImageColor.getrgb(COLORS[i]) for i in range(4)}
+
+
+@pytest.mark.parametrize("option, value", [
+    ("limit", 0), ("limit", -3), ("limit", 2.5), ("max_length", 0), ("max_length", "1024"),
+    ("max_prompt_length", -1), ("max_completion_length", True), ("test_size", 0), ("test_size", 1.0),
+    ("test_size", "0.1"), ("longest_edge", 15), ("longest_edge", 64.0), ("seed", None), ("split", 3),
+    ("image_root", "/no/such/folder"),
+])
+def test_options_out_of_range_are_errors_naming_the_option(tmp_path, tiny_processor, option, value):
+    with pytest.raises(UserError, match=f"Option {option}="):
+        prepare("synthetic:4", tmp_path / "out", processor=tiny_processor, **{option: value})
+    assert not list(tmp_path.iterdir())
+
+
+def test_token_options_need_a_processor(tmp_path):
+    for option in ("max_length", "max_prompt_length", "max_completion_length"):
+        with pytest.raises(UserError, match=f"{option} counts tokens.*processor="):
+            prepare("synthetic:4", tmp_path / "out", **{option: 64})
+
+
+def test_data_prep_imports_nothing_from_vlm_dpo():
+    """data_prep is the lower package; in a fresh interpreter so that other tests' imports do not count."""
+    code = (
+        "import importlib, pkgutil, sys, data_prep\n"
+        "for module in pkgutil.walk_packages(data_prep.__path__, 'data_prep.'):\n"
+        "    if module.name != 'data_prep.__main__':\n"
+        "        importlib.import_module(module.name)\n"
+        "print(len([m for m in sys.modules if m.startswith('data_prep.')]))\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] == 'vlm_dpo'))\n"
+    )
+    root = Path(__file__).resolve().parents[2]
+    result = subprocess.run([sys.executable, "-c", code], cwd=root, capture_output=True, text=True, check=True)
+    count, loaded = result.stdout.split("\n")[:2]
+    assert int(count) >= 10 and loaded == "[]"  # every submodule imported, none of vlm_dpo
 
 
 def test_synthetic_input_carries_ground_truth(tmp_path):
@@ -189,8 +276,6 @@ def test_unknown_layout_names_the_columns(tmp_path):
 
 
 def test_hub_id_fails_fast_offline(tmp_path):
-    from vlm_dpo.models import HubUnavailableError
-
     start = time.monotonic()
     with pytest.raises(HubUnavailableError, match="Hugging Face Hub"):
         prepare("openbmb/RLHF-V-Dataset", tmp_path / "out")

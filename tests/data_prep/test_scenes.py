@@ -1,4 +1,6 @@
-"""The synthetic scene generator: schema, determinism, pixels, and the hallucination checks."""
+"""The synthetic scene generator: schema, determinism, pixels, question mix and pair wording.
+
+How answers are checked against the scenes is tested in tests/vlm_dpo/eval/test_checks_scenes.py."""
 
 import io
 import json
@@ -9,7 +11,6 @@ import pytest
 from PIL import Image
 
 from data_prep.synthetic.scenes import COLORS, QUESTION_TYPES, RGB, generate_rows, main, write_parquet
-from vlm_dpo.eval.checks.scenes import answer_correct, answer_mentions, hallucinated, question_type
 
 COLUMNS = {
     "ds_name": str,
@@ -103,12 +104,6 @@ def test_pairs_differ_but_share_most_words(rows):
         assert len(chosen & rejected) / max(len(chosen), len(rejected)) > 0.5, text
 
 
-def test_chosen_is_faithful_and_rejected_hallucinates(rows):
-    for row, text in zip(rows, _texts(rows)):
-        assert not hallucinated(text["chosen"], row["ground_truth"]), text
-        assert hallucinated(text["rejected"], row["ground_truth"]), text
-
-
 def test_yes_no_balanced_and_counts_include_zero(rows):
     texts = _texts(rows)
     yes = [t["chosen"].startswith("Yes") for r, t in zip(rows, texts) if r["question_type"] == "exists"]
@@ -136,110 +131,3 @@ def test_cli(tmp_path, capsys):
     assert exc.value.code == 0 and "--output" in capsys.readouterr().out
     main(["--n", "4", "--seed", "1", "--output", str(tmp_path / "s.parquet")])
     assert (tmp_path / "s.parquet").exists()
-
-
-@pytest.mark.parametrize(
-    "text, objects",
-    [
-        ("There is a red circle and a blue square.", [(None, "red", "circle"), (None, "blue", "square")]),
-        ("There are 2 small green triangles.", [(2, "green", "triangle")]),
-        ("The circle is red.", [(None, "red", "circle")]),
-        ("The circle is not red.", [(None, None, "circle")]),
-        ("No, there is no green triangle.", [(0, "green", "triangle")]),
-        ("There aren't any squares.", [(0, None, "square")]),
-        ("I do not see a yellow star.", [(0, "yellow", "star")]),
-        ("There are no squares in the image.", [(0, None, "square")]),
-        ("There are three circles.", [(3, None, "circle")]),
-        ("Yes.", []),
-    ],
-)
-def test_answer_mentions(text, objects):
-    found = answer_mentions(text)
-    assert [(o["count"], o["color"], o["shape"]) for o in found["objects"]] == objects
-    assert found["shapes"] == list(dict.fromkeys(s for _, _, s in objects))
-
-
-def test_answer_mentions_lists_colors_and_counts():
-    found = answer_mentions("There are two red circles, a blue square and no triangles. It is purple.")
-    assert found["colors"] == ["red", "blue", "purple"]
-    assert found["counts"] == [2, 0]
-    assert found["loose_colors"] == ["purple"]
-
-
-SCENE = {
-    "width": 64,
-    "height": 64,
-    "objects": [
-        {"shape": "circle", "color": "red", "bbox": [2, 2, 20, 20]},
-        {"shape": "circle", "color": "red", "bbox": [30, 2, 48, 20]},
-        {"shape": "square", "color": "blue", "bbox": [2, 30, 20, 48]},
-    ],
-}
-
-
-@pytest.mark.parametrize(
-    "text, expected",
-    [
-        ("There are two red circles and a blue square.", False),
-        ("There is a red circle.", False),  # vague but true: at least one
-        ("The square is blue.", False),
-        ("The square is red.", True),  # red is in the scene, but not on the square
-        ("There is a blue circle.", True),
-        ("There is a green triangle.", True),
-        ("There is no green triangle.", False),  # a negation names nothing false
-        ("There are no triangles in the image.", False),
-        ("There are no squares.", True),  # a false absence is a wrong count
-        ("There are three circles.", True),
-        ("There is one circle in the image.", True),
-        ("There is a red star.", True),
-        ("It is blue.", False),
-        ("It is green.", True),
-        ("It is not green.", False),
-        ("Yes.", False),
-    ],
-)
-def test_hallucinated(text, expected):
-    assert hallucinated(text, SCENE) is expected
-    assert hallucinated(text, json.dumps(SCENE)) is expected
-
-
-def test_question_type_and_answer_correct_on_generated_pairs(rows):
-    for row, text in zip(rows, _texts(rows)):
-        assert question_type(text["question"]) == row["question_type"]
-        assert answer_correct(text["question"], text["chosen"], row["ground_truth"]), text
-        assert not answer_correct(text["question"], text["rejected"], row["ground_truth"]), text
-
-
-@pytest.mark.parametrize(
-    "question, answer, expected",
-    [
-        ("What color is the circle?", "The circle is red.", True),
-        ("What color is the circle?", "Red.", True),
-        ("What color is the circle?", "The circle is blue.", False),
-        ("What color is the circle?", "It is red.", True),
-        ("What color is the circle?", "There is a red square.", False),  # says nothing of the circle
-        ("How many circles are there?", "There are two circles in the image.", True),
-        ("How many circles are there?", "There is one circle in the image.", False),
-        ("How many triangles are there?", "There are no triangles in the image.", True),
-        ("How many squares are there?", "There is a square.", True),
-        ("Is there a blue square?", "Yes, there is a blue square.", True),
-        ("Is there a blue square?", "No, there is no blue square.", False),
-        ("Is there a green triangle?", "No, there is no green triangle.", True),
-        ("Is there a green triangle?", "There is a green triangle.", False),
-        ("Describe the image.", "There are two red circles and a blue square.", True),
-        ("Describe the image.", "There is a red circle and a blue square.", False),  # one circle short
-        ("Describe the image.", "There are two red circles, a blue square and a green triangle.", False),
-    ],
-)
-def test_answer_correct(question, answer, expected):
-    scene = {"objects": [{"shape": "circle", "color": "red", "bbox": [0, 0, 5, 5]},
-                         {"shape": "circle", "color": "red", "bbox": [8, 0, 13, 5]},
-                         {"shape": "square", "color": "blue", "bbox": [0, 8, 5, 13]}]}
-    assert answer_correct(question, answer, scene) is expected
-    assert answer_correct(question, answer, json.dumps(scene)) is expected
-
-
-def test_answer_correct_needs_a_known_question():
-    assert question_type("What is shown?") is None
-    with pytest.raises(ValueError):
-        answer_correct("What is shown?", "A cat.", {"objects": []})

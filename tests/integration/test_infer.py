@@ -84,7 +84,7 @@ def dataset_dir(tmp_path_factory):
 
 
 def test_message_text_layouts():
-    from vlm_dpo.eval.generate import message_text
+    from data_prep.chat import message_text
 
     assert message_text("plain prompt ") == "plain prompt"
     assert message_text([{"role": "user", "content": " Why? "}]) == "Why?"
@@ -143,6 +143,13 @@ def test_folder_without_adapter_is_a_clear_error(capsys, tmp_path, image_files):
     assert "adapter_config.json" in capsys.readouterr().err
 
 
+def test_prompt_on_a_vision_run_is_a_clear_error(capsys, zero_adapter):
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main(["--adapter", str(zero_adapter), "--prompt", "Hi?"])
+    assert exit_info.value.code == 2
+    assert "vision-language run: ask with --image" in capsys.readouterr().err
+
+
 def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter, dataset_dir):
     from vlm_dpo.report import METRIC_KEYS
 
@@ -150,7 +157,7 @@ def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter,
     assert infer.main(["--adapter", str(tuned_adapter), "--dataset", dataset_dir, "--report", str(out),
                        "--max_new_tokens", "4", "--batch_size", "2"]) == 0
     printed = capsys.readouterr().out
-    assert "win_rate" in printed and "reward_accuracy" in printed and str(out / "report.html") in printed
+    assert "win_rate" in printed and "rewards_accuracies" in printed and str(out / "report.html") in printed
 
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["n"] == 3 and metrics["split"] == "test" and metrics["beta"] == 0.1
@@ -163,8 +170,8 @@ def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter,
         for model in ("base", "tuned"):
             assert isinstance(metrics[f"{model}_{name}"], float), name
         assert metrics[f"delta_{name}"] == pytest.approx(metrics[f"tuned_{name}"] - metrics[f"base_{name}"])
-    assert metrics["base_reward_accuracy"] == 0.0 and metrics["base_mean_reward_margin"] == 0.0  # base = reference
-    assert metrics["tuned_mean_logp_chosen"] != metrics["base_mean_logp_chosen"]  # the perturbed adapter is used
+    assert metrics["base_rewards_accuracies"] == 0.0 and metrics["base_rewards_margins"] == 0.0  # base = reference
+    assert metrics["tuned_logps_chosen"] != metrics["base_logps_chosen"]  # the perturbed adapter is used
     for png in ("margins.png", "token_logps.png"):
         assert (out / png).stat().st_size > 1000
 
@@ -193,7 +200,7 @@ def test_dataset_mode_zero_step_adapter_gives_equal_metrics(capsys, tmp_path, ze
     for name in METRIC_KEYS:
         assert metrics[f"base_{name}"] == metrics[f"tuned_{name}"], name
         assert metrics[f"delta_{name}"] in (0.0, None), name
-    assert metrics["tuned_reward_accuracy"] == 0.0 and metrics["tuned_mean_reward_margin"] == 0.0
+    assert metrics["tuned_rewards_accuracies"] == 0.0 and metrics["tuned_rewards_margins"] == 0.0
     assert metrics["n_improved"] == metrics["n_regressed"] == 0
     assert (out / "report.html").read_text().count('class="card"') == 2
 
@@ -208,7 +215,7 @@ def test_dataset_mode_limit(capsys, tmp_path, zero_adapter, dataset_dir):
 
 
 def test_generate_answers_text_only_model():
-    """Text-only models (issue 6) pass a tokenizer and no images through the same function."""
+    """Text-only models pass a tokenizer and no images through the same function."""
     from peft import LoraConfig, get_peft_model
     from transformers import LlamaConfig, LlamaForCausalLM
 

@@ -39,11 +39,11 @@ def write_jsonl(path, rows):
 
 
 @pytest.mark.parametrize("rows", [HUMAN_LIKE, ultrafeedback_rows()], ids=["strings", "messages"])
-def test_text_layouts_prepare_into_conversational_text_rows(rows, tmp_path, tiny_text_model_dir):
+def test_text_layouts_prepare_into_conversational_text_rows(rows, tmp_path, tiny_text_tokenizer):
     from data_prep.prepare import load_prepared, prepare
 
     report = prepare(str(write_jsonl(tmp_path / "rows.jsonl", rows)), tmp_path / "out", processor_name="tiny-smollm2",
-                     max_length=256, test_size=0.25)
+                     processor=tiny_text_tokenizer, max_length=256, test_size=0.25)
     assert report["layout"] == "text"
     assert report["read"] == report["kept"] + sum(report["skipped"].values())
     data = load_prepared(tmp_path / "out")
@@ -66,7 +66,8 @@ def test_text_pairs_are_cut_to_prompt_and_completion_limits(tmp_path, tiny_text_
     rows = [{"prompt": f"{words} END?", "chosen": f"START good {words}", "rejected": f"START bad {words}"}] * 1
     rows += [{"prompt": f"short {i}?", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(3)]
     prepare(str(write_jsonl(tmp_path / "rows.jsonl", rows)), tmp_path / "out", processor_name="tiny-smollm2",
-            max_length=160, max_prompt_length=96, max_completion_length=64, test_size=0.25)
+            processor=tiny_text_tokenizer, max_length=160, max_prompt_length=96, max_completion_length=64,
+            test_size=0.25)
     data = load_prepared(tmp_path / "out")
     long = [row for split in data.values() for row in split if "END" in row["prompt"][0]["content"]]
     assert len(long) == 1
@@ -126,12 +127,12 @@ def test_arithmetic_rows_are_checkable():
 
 def test_exact_answers_are_scored_as_accuracy_and_hallucination():
     from vlm_dpo.eval.checks.coco import score
-    from vlm_dpo.report import _attribute_correct
+    from vlm_dpo.eval.scoring import attribute_correct
 
     truth = json.dumps({"answer": "400", "task": "conversion"})
     assert score("4 meters = 40 centimeters.", "", "", truth)["hallucinated"]
     assert not score("4 meters = 400 centimeters.", "", "", truth)["hallucinated"]
-    assert _attribute_correct("How many centimeters are in 4 meters?", "400", truth) is True
+    assert attribute_correct("How many centimeters are in 4 meters?", "400", truth) is True
 
 
 # --------------------------------------------------------------------------- the tiny text recipe end to end
@@ -175,7 +176,7 @@ def test_infer_on_a_text_run(text_run, tmp_path, capsys):
     infer.main(["--adapter", str(out), "--dataset", str(out / "data"), "--report", str(tmp_path / "report"),
                 "--max_new_tokens", "3", "--limit", "3"])
     metrics = json.loads((tmp_path / "report" / "metrics.json").read_text())
-    assert metrics["n"] == 3 and metrics["tuned_reward_accuracy"] is not None
+    assert metrics["n"] == 3 and metrics["tuned_rewards_accuracies"] is not None
     assert metrics["base_mean_token_logp_external"] is not None
 
 

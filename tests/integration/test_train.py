@@ -1,6 +1,9 @@
-"""End to end on the tiny recipe: prepare, train 2 steps, reload the adapter, run both infer modes."""
+"""End to end on the tiny recipe: prepare, train 2 steps, reload the adapter, run both infer modes; data reused only
+while it is what the settings ask for; bad values, empty data and a full disk refused in one line."""
 
+import errno
 import json
+import logging
 import time
 from pathlib import Path
 
@@ -9,9 +12,11 @@ import torch
 import yaml
 
 import train
+from vlm_dpo.errors import UserError
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").glob("*.yaml"))
+TINY = str(ROOT / "recipes/tiny.yaml")
 
 
 @pytest.mark.parametrize("recipe", RECIPES, ids=lambda p: p.name)
@@ -58,11 +63,17 @@ def test_run_folder_is_self_describing(trained):
     assert results["base_rewards_margins"] == 0.0
     report = json.loads((out / "data" / "prep_report.json").read_text())
     assert report["read"] == 24 == report["kept"] + sum(report["skipped"].values())
-    assert yaml.safe_load((out / "run_config.yaml").read_text())["model_name_or_path"] == "tiny-smolvlm"
+    config = yaml.safe_load((out / "run_config.yaml").read_text())
+    assert config["model_name_or_path"] == "tiny-smolvlm"
+    # Both files say which prepared data was trained on.
+    assert config["data_preparation"] == results["data_preparation"]
+    assert results["data_preparation"]["folder"] == str(out / "data")
+    assert results["data_preparation"]["splits"] == report["splits"] and report["splits"]["test"] == results["n_eval_pairs"]
+    assert not list(out.glob(".staging*"))
     # The end-of-training report agrees with the held-out evaluation on the pairs they share.
     metrics = json.loads((out / "report" / "metrics.json").read_text())
     assert metrics["n"] == 2 and (out / "report" / "report.html").exists()
-    assert metrics["base_reward_accuracy"] == 0.0
+    assert metrics["base_rewards_accuracies"] == 0.0
 
 
 def test_adapter_trained_and_base_untouched(trained, tiny_model_dir):
@@ -117,16 +128,28 @@ def test_infer_both_modes(trained, tmp_path, capsys):
 
 
 def test_prepared_data_must_fit_the_training_max_length(tmp_path):
-    from vlm_dpo.training.run import check_fits
+    from vlm_dpo.training.data import check_fits
 
     (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": 1024}))
     check_fits(tmp_path, 2048)
     check_fits(tmp_path, None)
-    with pytest.raises(ValueError, match="--max_length 512"):
+    with pytest.raises(UserError, match="--max_length 512"):
         check_fits(tmp_path, 512)
     (tmp_path / "prep_report.json").write_text(json.dumps({"max_length": None}))
-    with pytest.raises(ValueError, match="truncated"):
+    with pytest.raises(UserError, match="truncated"):
         check_fits(tmp_path, 512)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--max_length", "-5"], "--max_length must be at least 1, got -5; leave it unset"),
+    (["--eval_limit", "0"], "--eval_limit must be at least 1"),
+    (["--report_pairs", "-1"], "--report_pairs must be 0 .no report. or more"),
+    (["--test_size", "1.5"], "--test_size must be a fraction"),
+    (["--loss_type", "dop"], "Unknown --loss_type"),
+])
+def test_impossible_values_fail_at_parse_time(argv, message):
+    with pytest.raises(UserError, match=message):
+        train.parse(["--config", TINY, *argv])
 
 
 def test_overrides_without_config_apply_to_the_default_recipe():
@@ -135,14 +158,85 @@ def test_overrides_without_config_apply_to_the_default_recipe():
     assert training_args.output_dir == "elsewhere" and training_args.max_steps == 3
 
 
-def test_data_prepared_from_another_source_is_prepared_again(tmp_path, tiny_model_dir):
+def test_rerun_with_other_data_settings_prepares_again_and_records_what_it_trained_on(tmp_path, tiny_model_dir,
+                                                                                       caplog):
     out = tmp_path / "run"
-    common = ["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir", str(out),
-              "--report_pairs", "0", "--eval_strategy", "no"]
-    train.main([*common, "--dataset_name", "synthetic:16"])
-    train.main([*common, "--dataset_name", "synthetic:20"])
-    report = json.loads((out / "data" / "prep_report.json").read_text())
-    assert report["input"] == "synthetic:20" and report["read"] == 20
+    common = ["--config", TINY, "--max_steps", "1", "--output_dir", str(out), "--report_pairs", "0",
+              "--eval_strategy", "no"]
+
+    def prepared():
+        return json.loads((out / "data" / "prep_report.json").read_text())
+
+    train.main([*common, "--dataset_name", "synthetic:16"])  # the recipe's 0.25 held out, 64 px, seed 42
+    assert (prepared()["test_size"], prepared()["longest_edge"], prepared()["seed"]) == (0.25, 64, 42)
+
+    settings = ["--test_size", "0.5", "--image_longest_edge", "32", "--data_seed_split", "7"]
+    changed = [*common, "--dataset_name", "synthetic:16", *settings]
+    with caplog.at_level(logging.INFO, logger="vlm_dpo.training.data"):
+        train.main(changed)
+    report = prepared()
+    assert (report["test_size"], report["longest_edge"], report["seed"]) == (0.5, 32, 7)
+    for change in ("image_longest_edge 64 -> 32", "test_size 0.25 -> 0.5", "seed 42 -> 7"):
+        assert change in caplog.text
+    config = yaml.safe_load((out / "run_config.yaml").read_text())
+    results = json.loads((out / "eval_results.json").read_text())
+    assert (config["test_size"], config["image_longest_edge"], config["data_seed_split"]) == (0.5, 32, 7)
+    used = config["data_preparation"]
+    assert (used["test_size"], used["longest_edge"], used["seed"]) == (0.5, 32, 7) and results["data_preparation"] == used
+    assert results["n_eval_pairs"] == report["splits"]["test"] and results["n_train_pairs"] == report["splits"]["train"]
+
+    stamp = (out / "data" / "prep_report.json").stat().st_mtime_ns
+    caplog.clear()
+    with caplog.at_level(logging.INFO, logger="vlm_dpo.training.data"):
+        train.main(changed)  # the same settings: the same data
+    assert "Reusing" in caplog.text and (out / "data" / "prep_report.json").stat().st_mtime_ns == stamp
+
+    train.main([*common, "--dataset_name", "synthetic:20", *settings])  # another source
+    assert prepared()["input"] == "synthetic:20" and prepared()["read"] == 20
+
+
+@pytest.mark.parametrize("empty", ["train", "test"])
+def test_an_empty_split_is_refused_before_the_model_loads(empty, tmp_path, monkeypatch, tiny_model_dir):
+    import datasets
+
+    import vlm_dpo.models
+    from data_prep.chat import messages
+
+    pairs = datasets.Dataset.from_list([messages("Describe it.", "A red circle.", "A blue square.")])
+    data = tmp_path / "data"
+    splits = {"train": pairs, "test": pairs, empty: pairs.select([])}
+    datasets.DatasetDict(splits).save_to_disk(str(data), num_shards={empty: 1})
+    (data / "prep_report.json").write_text(json.dumps({"input": "rows.jsonl", "max_length": 512}))
+
+    def must_not_load(*args, **kwargs):
+        raise AssertionError("the model must not load for empty data")
+
+    monkeypatch.setattr(vlm_dpo.models, "load_model", must_not_load)
+    role, fix = ("training", "use more pairs") if empty == "train" else ("held-out", "raise --test_size")
+    with pytest.raises(UserError, match=f"The {role} split '{empty}' of {data} is empty: {fix}"):
+        train.main(["--config", TINY, "--dataset_name", str(data), "--output_dir", str(tmp_path / "out")])
+
+
+def test_a_full_disk_at_the_end_leaves_the_previous_output_intact(tmp_path, tiny_model_dir, monkeypatch):
+    import peft.peft_model
+
+    out = tmp_path / "run"
+    out.mkdir()
+    previous = {"adapter_model.safetensors": b"previous weights", "run_config.yaml": b"model_name_or_path: x\n",
+                "eval_results.json": b"{}"}
+    for name, data in previous.items():
+        (out / name).write_bytes(data)
+
+    def full_disk(tensors, filename, metadata=None):
+        Path(filename).write_bytes(b"\0" * 64)  # the first bytes made it
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(peft.peft_model, "safe_save_file", full_disk)
+    with pytest.raises(UserError, match=f"No space left on the disk of {out}: the run's final files need about "):
+        train.main(["--config", TINY, "--max_steps", "1", "--output_dir", str(out), "--report_pairs", "0",
+                    "--eval_strategy", "no", "--dataset_name", "synthetic:16"])
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == previous
+    assert sorted(p.name for p in out.iterdir() if p.is_dir()) == ["data"]  # no staging folder left
 
 
 def test_bf16_on_the_cpu_only_where_it_is_native(monkeypatch, tmp_path):

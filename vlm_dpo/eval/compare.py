@@ -27,7 +27,8 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     ``eval_results.json`` the held-out numbers shown next to ours. ``details`` (adapter, dataset, split, ...)
     are written into metrics.json as they are.
     """
-    from vlm_dpo.eval.generate import generate_answers, message_text
+    from data_prep.chat import message_text
+    from vlm_dpo.eval.generate import generate_answers
     from vlm_dpo.eval.logprobs import EXTERNAL_LABEL, EXTERNAL_SOURCE, answer_set_logprobs, external_sentences
     from vlm_dpo.report import compare, make_plots, score_pairs, write_report
 
@@ -69,11 +70,12 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
 
 
 def training_eval_results(run_dir: str | Path) -> dict:
-    """The held-out metrics train.py wrote (eval_results.json), as ``train_eval_*`` keys, to check ours against."""
+    """The held-out numbers train.py wrote (eval_results.json) for the metrics TRL logs, as ``train_eval_*`` keys:
+    the report shows them next to its own, which carry the same names (``vlm_dpo.eval.registry``)."""
+    from vlm_dpo.eval.registry import training_eval_keys
+
     path = Path(run_dir) / "eval_results.json"
     if not path.is_file():
         return {}
     results = json.loads(path.read_text())
-    keys = [f"{m}_{k}" for m in ("base", "tuned") for k in ("rewards_accuracies", "rewards_margins", "logps_chosen",
-                                                            "logps_rejected")] + ["n_eval_pairs"]
-    return {f"train_eval_{key}": results[key] for key in keys if key in results}
+    return {f"train_eval_{key}": results[key] for key in [*training_eval_keys(), "n_eval_pairs"] if key in results}

@@ -1,6 +1,6 @@
 """Pure metric functions over tensors and numbers: sequence log-probs, DPO rewards and margins, rates.
 
-No model is loaded here; ``vlm_dpo.eval.logprobs`` runs the forwards and ``vlm_dpo.report`` aggregates.
+No model is loaded here; ``vlm_dpo.eval.logprobs`` runs the forwards and ``vlm_dpo.eval.aggregate`` aggregates.
 Shapes are in each docstring (B = batch, T = sequence length, V = vocabulary, N = pairs).
 
     >>> import torch

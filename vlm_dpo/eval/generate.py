@@ -8,27 +8,13 @@ of the weights in memory.
     model, processor, run_config = load_tuned("outputs/tiny")
     tuned = generate_answers(model, processor, images, questions)
     base = generate_answers(model, processor, images, questions, use_adapter=False)
+
+Images and chat come from data_prep, as in training: ``data_prep.images.open_image(path,
+run_config["image_longest_edge"])`` decodes a file exactly as the run's data was decoded.
 """
 
 import contextlib
 from pathlib import Path
-
-
-def read_run_config(adapter_dir: str | Path) -> dict:
-    """The resolved training config saved next to the adapter; fails with the fix when the folder is wrong."""
-    import yaml
-
-    folder = Path(adapter_dir)
-    missing = [name for name in ("adapter_config.json", "run_config.yaml") if not (folder / name).is_file()]
-    if missing:
-        raise FileNotFoundError(
-            f"{folder} is not a training output folder: it has no {' and no '.join(missing)}. "
-            "Pass the output_dir of a finished `python train.py` run."
-        )
-    config = yaml.safe_load((folder / "run_config.yaml").read_text()) or {}
-    if "model_name_or_path" not in config:
-        raise ValueError(f"{folder / 'run_config.yaml'} does not name the base model (model_name_or_path).")
-    return config
 
 
 def load_tuned(adapter_dir: str | Path, model: str | None = None):
@@ -42,51 +28,20 @@ def load_tuned(adapter_dir: str | Path, model: str | None = None):
     from peft import PeftModel
 
     from vlm_dpo.models import load_model_and_processor, load_processor
+    from vlm_dpo.models.adapter import adapter_fits, check_adapter_folder
 
-    run_config = read_run_config(adapter_dir)
-    base, processor = load_model_and_processor(model or run_config["model_name_or_path"])
+    run_config = check_adapter_folder(adapter_dir)  # a wrong folder fails here, before any model loads
+    base_name = model or run_config["model_name_or_path"]
+    base, processor = load_model_and_processor(base_name)
     folder = Path(adapter_dir)
     if any((folder / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")):
         processor = load_processor(str(folder))
-    tuned = PeftModel.from_pretrained(base, str(folder))
+    with adapter_fits(folder, base_name):
+        tuned = PeftModel.from_pretrained(base, str(folder))
     if torch.cuda.is_available():
         tuned.to("cuda")
     tuned.eval()
     return tuned, processor, run_config
-
-
-def open_image(path: str | Path):
-    """Decode an image file the way data_prep does (EXIF orientation applied, RGB); names the file on failure."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as image:
-            return ImageOps.exif_transpose(image).convert("RGB")
-    except FileNotFoundError:
-        raise FileNotFoundError(f"Image file not found: {path}") from None
-    except (OSError, ValueError) as error:  # PIL.UnidentifiedImageError is an OSError
-        raise ValueError(f"Cannot decode image file {path}: {error}") from None
-
-
-def message_text(messages) -> str:
-    """The text of a prompt or answer column: a string, or chat messages whose content is a string
-    or a list of blocks (``[{"type": "image"}, {"type": "text", "text": ...}]``)."""
-    if isinstance(messages, str):
-        return messages.strip()
-    parts = []
-    for message in messages:
-        content = message["content"]
-        if isinstance(content, str):
-            parts.append(content)
-        else:
-            parts += [block["text"] for block in content if block.get("type") == "text" and block.get("text")]
-    return " ".join(part.strip() for part in parts).strip()
-
-
-def _user_message(question: str, vision: bool) -> dict:
-    """SmolVLM's template wants content blocks with an image slot; text templates (SmolLM2) want a string."""
-    content = [{"type": "image"}, {"type": "text", "text": question}] if vision else question
-    return {"role": "user", "content": content}
 
 
 def generate_answers(model, processor, images, questions, *, max_new_tokens: int = 64, batch_size: int = 4,
@@ -100,6 +55,7 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
     import torch
     from tqdm.auto import tqdm
 
+    from data_prep.chat import render
     from vlm_dpo.models import is_vision_processor
 
     vision = is_vision_processor(processor)
@@ -113,9 +69,7 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
     with adapter_off, torch.inference_mode():
         for start in tqdm(range(0, len(questions), batch_size), desc="tuned" if use_adapter else "base"):
             batch_questions = questions[start:start + batch_size]
-            texts = [processor.apply_chat_template([_user_message(q, vision)], add_generation_prompt=True,
-                                                   tokenize=False)
-                     for q in batch_questions]
+            texts = [render(processor, question) for question in batch_questions]
             kwargs = {"images": [[image] for image in images[start:start + batch_size]]} if vision else {}
             # The rendered template already holds the special tokens; do not add a second BOS.
             inputs = processor(text=texts, return_tensors="pt", padding=True, padding_side="left",

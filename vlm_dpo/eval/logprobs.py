@@ -3,10 +3,10 @@
 The implicit DPO reward of an answer is beta * (log pi_tuned(answer | prompt, image) - log pi_base(...)),
 with the base as the reference (the same ``PeftModel`` with the adapter disabled, as in training).
 Answers are tokenized the way TRL's DPO collators do it, so the numbers agree with ``eval_results.json``:
-the prompt is the chat template with the generation prompt, the answer is what the full exchange adds
-after it (``" It is red.<end_of_utterance>\\n"``), each tokenized without special tokens, then
-concatenated (positions as if flushed left). Each prompt runs once; its answers continue from its
-key/value cache (``answer_set_logprobs``).
+the prompt is the chat template with the generation prompt (``data_prep.chat.render``), the answer is what the
+full exchange adds after it (``data_prep.chat.completion``: ``" It is red.<end_of_utterance>\\n"``), each
+tokenized without special tokens, then concatenated (positions as if flushed left). Each prompt runs once; its
+answers continue from its key/value cache (``answer_set_logprobs``).
 
     from vlm_dpo.eval.logprobs import answer_logprobs
     sums, counts = answer_logprobs(model, processor, images, questions, answers)                    # tuned
@@ -59,26 +59,6 @@ def external_sentences(n: int) -> list[str]:
     return sentences
 
 
-def _render(processor, question: str, answer: str | None, vision: bool) -> str:
-    """Prompt (answer None, with the generation prompt) or whole exchange, through the chat template."""
-    user = [{"type": "image"}, {"type": "text", "text": question}] if vision else question
-    conversation = [{"role": "user", "content": user}]
-    if answer is not None:
-        conversation.append({"role": "assistant", "content": [{"type": "text", "text": answer}] if vision else answer})
-    return processor.apply_chat_template(conversation, tokenize=False, add_generation_prompt=answer is None)
-
-
-def _split(prompt: str, whole: str) -> str:
-    """What the answer adds after the prompt; where a template rewrites the prompt's end (TRL's DeepSeek case),
-    the common prefix is the prompt, as TRL's ``apply_chat_template`` decides it."""
-    if whole.startswith(prompt):
-        return whole[len(prompt):]
-    common = 0
-    while common < min(len(prompt), len(whole)) and prompt[common] == whole[common]:
-        common += 1
-    return whole[common:]
-
-
 def answer_logprobs(model, processor, images, questions, answers, *, batch_size: int = 8,
                     use_adapter: bool = True, desc: str | None = None) -> tuple[list[float], list[int]]:
     """Summed log-probability of each answer given its question (and image), and its number of tokens.
@@ -106,6 +86,7 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     import torch
     from tqdm.auto import tqdm
 
+    from data_prep.chat import completion, render
     from vlm_dpo.models import is_vision_processor
 
     vision = is_vision_processor(processor)
@@ -120,7 +101,7 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     with adapter_off, torch.inference_mode():
         for start in tqdm(range(0, rows, batch_size), desc=label):
             batch = range(start, min(start + batch_size, rows))
-            prompts = [_render(processor, questions[i], None, vision) for i in batch]
+            prompts = [render(processor, questions[i]) for i in batch]
             kwargs = {"images": [[images[i]] for i in batch]} if vision else {}
             prompt_inputs = processor(text=prompts, padding=True, padding_side="left", add_special_tokens=False,
                                       return_tensors="pt", **kwargs).to(device)
@@ -133,7 +114,7 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
                 rows_k = [i for i in batch if i < len(answers)]
                 if not rows_k:
                     continue
-                completions = [_split(prompt, _render(processor, questions[i], answers[i], vision)) if i < len(answers)
+                completions = [completion(prompt, render(processor, questions[i], answers[i])) if i < len(answers)
                                else "" for prompt, i in zip(prompts, batch)]
                 answer_inputs = tokenizer(completions, padding=True, padding_side="right", add_special_tokens=False,
                                           return_tensors="pt").to(device)

@@ -42,7 +42,3 @@ def rouge_l_f1(candidate: str, reference: str) -> float:
     precision, recall = lcs / len(cand), lcs / len(ref)
     return 2 * precision * recall / (precision + recall)
 
-
-def closer_to_chosen(generated: str, chosen: str, rejected: str) -> bool:
-    """True when ``generated`` is strictly more similar (ROUGE-L F1) to ``chosen`` than to ``rejected``; ties lose."""
-    return rouge_l_f1(generated, chosen) > rouge_l_f1(generated, rejected)

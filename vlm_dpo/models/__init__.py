@@ -1,5 +1,6 @@
 """Models: one door to load a base model and its processor (hub id, local folder or built-in name), LoRA settings,
-and the builders of the built-in offline models (``tiny``, ``smollm2``, ``demo``)."""
+the built-in offline models (``registry``: ``tiny``, ``smollm2``, ``demo``, and ``demo_stages``, which trains the
+demo's shipped vision weights) and the checks of a trained adapter folder (``adapter``)."""
 
 from data_prep.errors import HubUnavailableError
 from data_prep.hub import check_dataset_reachable

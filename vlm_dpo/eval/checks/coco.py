@@ -1,10 +1,11 @@
 """Hallucination scores for generated answers, with and without ground truth.
 
 With ground truth (synthetic scenes, ``data_prep.synthetic.scenes``): every mention an answer makes (an object
-with its colour and count, or a loose colour word) is checked against the scene. An answer is
-hallucinated when any mention is false (``data_prep.synthetic.scenes.hallucinated``); the per-mention rate is
-false mentions / all mentions, pooled over answers, as CHAIR-i (Rohrbach et al. 2018, "Object
-Hallucination in Image Captioning") pools objects.
+with its colour and count, or a loose colour word) is checked against the scene
+(``vlm_dpo.eval.checks.scenes.scene_score``). An answer is hallucinated when any mention is false; the
+per-mention rate is false mentions / all mentions, pooled over answers, as CHAIR-i (Rohrbach et al. 2018,
+"Object Hallucination in Image Captioning") pools objects. With an exact answer (``data_prep.synthetic.arithmetic``)
+a wrong number is the hallucination.
 
 Without ground truth (RLHF-V and similar): an offline proxy in the spirit of CHAIR. The object
 vocabulary is COCO's 80 classes with synonyms (after CHAIR's list, minus words that are mostly
@@ -23,7 +24,6 @@ counts and relations.
 
 from __future__ import annotations
 
-import json
 import re
 
 # COCO's 80 detection classes, each with synonyms (mostly from CHAIR's synonyms.txt).
@@ -177,47 +177,11 @@ def proxy_score(generation: str, chosen: str, rejected: str) -> dict:
     return {"kind": "proxy", "mentions": len(coco_objects(generation)), "bad": bad, "hallucinated": bool(bad)}
 
 
-# --------------------------------------------------------------------------- with ground truth (scenes)
-
-
-def _describe(mention: dict) -> str:
-    """{"count": 2, "color": "blue", "shape": "square"} -> "2 blue squares"; no count -> "blue square"."""
-    count, color, shape = mention["count"], mention["color"], mention["shape"]
-    words = ["no" if count == 0 else count, color, shape if count in (None, 1) else plural(shape)]
-    return " ".join(str(word) for word in words if word is not None)
-
-
-def scene_mentions(text: str, ground_truth: str | dict) -> list[tuple[str, bool]]:
-    """Each mention of an answer about a synthetic scene, as ``(words, false?)``.
-
-    The same checks as ``data_prep.synthetic.scenes.hallucinated``, one per mention: an object with a count must
-    match the number of such objects exactly, one without needs at least one, a loose colour must be on
-    some object. ``any(false for _, false in scene_mentions(t, g)) == hallucinated(t, g)`` (a test checks).
-    """
-    from vlm_dpo.eval.checks.scenes import answer_mentions
-
-    scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
-    objects, mentions = scene["objects"], answer_mentions(text)
-    judged = []
-    for m in mentions["objects"]:
-        n = sum(o["shape"] == m["shape"] and m["color"] in (None, o["color"]) for o in objects)
-        judged.append((_describe(m), (n == 0) if m["count"] is None else (n != m["count"])))
-    present = {o["color"] for o in objects}
-    judged += [(color, color not in present) for color in mentions["loose_colors"]]
-    return judged
-
-
-def scene_score(text: str, ground_truth: str | dict) -> dict:
-    """``{"kind": "ground truth", "mentions": n, "bad": false mentions, "hallucinated": any false}``."""
-    judged = scene_mentions(text, ground_truth)
-    bad = [words for words, false in judged if false]
-    return {"kind": "ground truth", "mentions": len(judged), "bad": bad, "hallucinated": bool(bad)}
-
-
 def score(generation: str, chosen: str, rejected: str, ground_truth: str | None) -> dict:
     """Ground-truth score when the pair has a scene (or an exact answer, ``data_prep.synthetic.arithmetic``: a wrong
     number is the hallucination), else the COCO proxy."""
     from vlm_dpo.eval.checks.arithmetic import answer_correct, exact_answer
+    from vlm_dpo.eval.checks.scenes import scene_score
 
     if exact_answer(ground_truth) is not None:
         wrong = not answer_correct(generation, ground_truth)

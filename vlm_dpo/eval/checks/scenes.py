@@ -4,8 +4,9 @@ whether it gets the asked attribute right.
 The scenes come from ``data_prep.synthetic.scenes``; each held-out pair carries its scene as JSON
 (``ground_truth``), so every generated answer can be checked exactly.
 
-    from vlm_dpo.eval.checks.scenes import answer_correct, hallucinated, question_type
+    from vlm_dpo.eval.checks.scenes import answer_correct, hallucinated, question_type, scene_score
     hallucinated("There is a blue circle.", ground_truth)   # True when the scene has no blue circle
+    scene_score("There is a blue circle.", ground_truth)    # {"kind": "ground truth", "bad": ["blue circle"], ...}
 """
 
 from __future__ import annotations
@@ -73,8 +74,15 @@ def answer_mentions(text: str) -> dict:
     }
 
 
-def hallucinated(text: str, ground_truth: str | dict) -> bool:
-    """True if the answer claims something the scene contradicts.
+def _describe(mention: dict) -> str:
+    """{"count": 2, "color": "blue", "shape": "square"} -> "2 blue squares"; no count -> "blue square"."""
+    count, color, shape = mention["count"], mention["color"], mention["shape"]
+    words = ["no" if count == 0 else count, color, shape if count in (None, 1) else shape + "s"]  # all plurals in -s
+    return " ".join(str(word) for word in words if word is not None)
+
+
+def check_mentions(text: str, ground_truth: str | dict) -> list[tuple[str, bool]]:
+    """Each claim of an answer, as ``(words, false?)``, checked against the scene.
 
     A mention with a count must match the number of such objects exactly (so "there is no green
     triangle" is fine when there is none, and false when there is one); a mention without one
@@ -84,12 +92,25 @@ def hallucinated(text: str, ground_truth: str | dict) -> bool:
     """
     scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
     objs, mentions = scene["objects"], answer_mentions(text)
+    judged = []
     for m in mentions["objects"]:
         n = sum(o["shape"] == m["shape"] and m["color"] in (None, o["color"]) for o in objs)
-        if (n == 0) if m["count"] is None else (n != m["count"]):
-            return True
+        judged.append((_describe(m), (n == 0) if m["count"] is None else (n != m["count"])))
     present = {o["color"] for o in objs}
-    return any(c not in present for c in mentions["loose_colors"])
+    return judged + [(color, color not in present) for color in mentions["loose_colors"]]
+
+
+def scene_score(text: str, ground_truth: str | dict) -> dict:
+    """``{"kind": "ground truth", "mentions": n, "bad": false mentions, "hallucinated": any false}``; the false
+    mentions over all mentions, pooled over answers, is CHAIR-i (Rohrbach et al. 2018) on the scene's vocabulary."""
+    judged = check_mentions(text, ground_truth)
+    bad = [words for words, false in judged if false]
+    return {"kind": "ground truth", "mentions": len(judged), "bad": bad, "hallucinated": bool(bad)}
+
+
+def hallucinated(text: str, ground_truth: str | dict) -> bool:
+    """True if the answer claims something the scene contradicts (any false mention, ``check_mentions``)."""
+    return scene_score(text, ground_truth)["hallucinated"]
 
 
 _QUESTIONS = {
@@ -100,12 +121,17 @@ _QUESTIONS = {
 }
 
 
-def question_type(question: str) -> str | None:
-    """"describe", "color", "count" or "exists" for the generator's questions; None for any other."""
+# Every question lands in one of these. "other" is any question the generator does not ask: its answers are still
+# checked for hallucinations, but there is no asked attribute, so attribute accuracy leaves them out.
+QUESTION_TYPES = (*_QUESTIONS, "other")
+
+
+def question_type(question: str) -> str:
+    """"describe", "color", "count" or "exists" for the generator's questions; "other" for any other."""
     for qtype, pattern in _QUESTIONS.items():
         if pattern.fullmatch(question.strip().lower()):
             return qtype
-    return None
+    return "other"
 
 
 def answer_correct(question: str, answer: str, ground_truth: str | dict) -> bool:
@@ -116,7 +142,7 @@ def answer_correct(question: str, answer: str, ground_truth: str | dict) -> bool
       are exactly the object's colour;
     - count: the number given for the asked shape ("no" = 0, "a"/"the" = 1) is the true count;
     - exists: the leading yes/no (else whether the answer denies the object) matches the scene.
-    Other questions raise ValueError: there is no attribute to check.
+    Other questions (type "other") raise ValueError: there is no attribute to check.
     """
     scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
     objs, mentions, qtype = scene["objects"], answer_mentions(answer), question_type(question)

@@ -1,1 +1,2 @@
-"""Trainers built on TRL's DPOTrainer: the fast path (``fast_dpo``) and dense DPO (``ddpo``)."""
+"""Trainers built on TRL's DPOTrainer: the fast path (``fast_dpo``), dense DPO (``ddpo``), and ``choose``, which
+decides between them and TRL's plain path."""

@@ -1,4 +1,4 @@
-"""``FastDPOTrainer``: TRL's DPOTrainer with the repeated passes of a VLM preference pair removed (issue 4).
+"""``FastDPOTrainer``: TRL's DPOTrainer with the repeated passes of a VLM preference pair removed.
 
 Plain TRL 1.16 runs, per pair and step, four sequences (chosen and rejected, policy and reference), each with
 the image through the vision tower and the whole prompt through the language model. With LoRA on the language
@@ -13,21 +13,27 @@ model only (``models.VLM_LORA_TARGETS``), most of that work is repeated:
    repeated at the head of each branch because its hidden state predicts the first answer token of both. The
    prompt keys/values are computed once, with gradients, and serve both answers (works with gradient checkpointing).
 3. **Reference log-probs once per pair.** They are computed by TRL's own ``compute_ref_log_probs`` (adapter
-   off) on the packed row, then kept in an append-only JSON-lines file under ``default_cache_dir()/ref_logps``,
-   one file per hash of the reference weights and the settings that change the numbers; a pair's key is a hash
-   of its tokens and pixels. Later epochs, evaluations and runs with the same base, data and settings reuse them.
+   off) on the packed row, then kept in an append-only JSON-lines file under ``default_cache_dir()/ref_logps``
+   (``ref_cache.RefLogpCache``), one file per hash of the reference weights and the settings that change the
+   numbers; a pair's key is a hash of its tokens and pixels. Later epochs, evaluations and runs with the same base,
+   data and settings reuse them, once the file has proven itself: every line carries a checksum, and the first
+   batch a run would serve from the file is recomputed and compared.
 
 The seam: TRL's ``_compute_loss`` calls ``model(**batch, fused_lm_head=True)`` and reads per-token fields laid
 out as its (2B, T-1) batch. We give it a stand-in for ``model`` that runs the packed forward and scatters the
 fields back to that layout, and the reference log-probs in the batch (TRL's ``precompute_ref_log_probs``
 contract), so TRL's loss code (every ``loss_type``, ``loss_weights``, ``ld_alpha``, f-divergences, WPO weights)
-and its metrics run unchanged. Per-token log-probs equal TRL's to float32 round-off (tests/test_fast_dpo.py).
+and its metrics run unchanged. Per-token log-probs equal TRL's to float32 round-off
+(tests/vlm_dpo/training/test_fast_dpo.py). That seam is private to TRL, so the fast path runs only on the
+versions it was proven on (``vlm_dpo.training.compat``).
 
 Where the fast path does not apply (vision side trained, no PEFT adapter or a separate reference model, prompt
-learning, MoE aux loss, flash attention, FSDP/DeepSpeed, a VLM other than Idefics3/SmolVLM), the trainer says why
-in a warning and runs TRL's plain path. Text-only models take the fast path (items 2 and 3).
+learning, MoE aux loss, flash attention, FSDP/DeepSpeed, a VLM other than Idefics3/SmolVLM, other library
+versions), ``vlm_dpo.training.trainers.choose.choose_trainer`` says why and picks TRL's plain path instead; built
+directly, ``FastDPOTrainer`` refuses such a setup. Text-only models take the fast path (items 2 and 3).
 
-    trainer = FastDPOTrainer(model=..., args=..., train_dataset=..., processing_class=..., peft_config=...)
+    trainer_cls, reason = choose_trainer(args, model, peft_config, train_dataset)
+    trainer = trainer_cls(model=..., args=..., train_dataset=..., processing_class=..., peft_config=...)
 """
 
 from __future__ import annotations
@@ -36,22 +42,20 @@ import json
 import logging
 from collections import OrderedDict
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import xxhash
-from accelerate.utils import is_peft_model
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from vlm_dpo.models.cache import default_cache_dir
+from vlm_dpo.training.trainers.choose import fast_path_reason
+from vlm_dpo.training.trainers.ref_cache import RefLogpCache, agrees
 
 logger = logging.getLogger(__name__)
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # per-token outputs of TRL's head
-FAST_DPO_OFF = "fast_dpo is off"  # DDPOTrainer's plain_reason when TrainConfig.fast_dpo is false
-VISION_MODEL_TYPES = ("idefics3", "smolvlm")  # one pixel row per sample, get_image_features, mm_encoder_outputs
 
 
 @dataclass
@@ -159,28 +163,6 @@ class FeatureCache:
             self.size -= self.items.popitem(last=False)[1].nbytes
 
 
-class RefLogpCache:
-    """Reference log-probs per pair key, in memory and in an append-only JSON-lines file (a torn last line from a
-    killed run is skipped; processes of one run append their own pairs)."""
-
-    def __init__(self, path: Path):
-        self.path, self.values = path, {}
-        if path.exists():
-            for line in path.read_text().splitlines():
-                try:
-                    entry = json.loads(line)
-                    self.values[entry["key"]] = (entry["chosen"], entry["rejected"])
-                except (ValueError, KeyError, TypeError):
-                    continue
-
-    def put(self, entries: dict[str, tuple[float, float]]) -> None:
-        self.values.update(entries)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path, "a") as handle:
-            handle.write("".join(json.dumps({"key": k, "chosen": c, "rejected": r}) + "\n"
-                                 for k, (c, r) in entries.items()))
-
-
 def tensor_bytes(tensor: torch.Tensor):
     """Raw bytes of a tensor of any dtype, for hashing (bfloat16 has no numpy type)."""
     return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
@@ -191,44 +173,24 @@ class FastDPOTrainer(DPOTrainer):
 
     feature_cache_bytes = 1 << 30  # ~1,400 SmolVLM-256M images of 5 tiles (737 KB each in float32)
 
+
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
-        self.plain_reason = self._plain_reason()
-        if self.plain_reason:
-            log = logger.info if self.plain_reason == FAST_DPO_OFF else logger.warning  # off: as asked
-            log("fast_dpo: %s, so this run takes TRL's plain DPOTrainer path.", self.plain_reason)
-            return
+        model = self.accelerator.unwrap_model(self.model)  # now wrapped in its adapter
+        reason = fast_path_reason(self.args, model, None, self.train_dataset, self.ref_model)
+        if reason:
+            raise ValueError(f"FastDPOTrainer cannot train this setup: {reason}. choose_trainer() "
+                             "(vlm_dpo.training.trainers.choose) picks TRL's plain DPOTrainer for it.")
         self.precompute_ref_logps = True  # the reference log-probs always arrive in the batch: ours, cached
         self.feature_cache = FeatureCache(self.feature_cache_bytes)
         self._ref_cache = None  # opened at the first batch: its file name hashes the reference weights
+        # Pad id from the public processing class (TRL set the tokenizer's pad token in place above).
+        self._pad_token_id = getattr(self.processing_class, "tokenizer", self.processing_class).pad_token_id
         logger.info("fast_dpo: one vision pass per image, one prompt pass per pair, cached reference log-probs.")
 
-    def _plain_reason(self) -> str | None:
-        model = self.accelerator.unwrap_model(self.model)
-        if not is_peft_model(model) or self.ref_model is not None:
-            return "the reference must be the base model with the adapter off (use_peft, no ref_model)"
-        if model.peft_config[model.active_adapter].is_prompt_learning:
-            return "prompt-learning adapters prepend virtual tokens to every sequence"
-        if self.aux_loss_enabled:
-            return "the MoE router loss needs TRL's unpacked sequences"
-        if self.is_fsdp_enabled or self.is_deepspeed_enabled:
-            return "FSDP and DeepSpeed are not supported (sharded weights cannot be hashed for the reference cache)"
-        if model.config._attn_implementation not in ("eager", "sdpa"):
-            return f"attn_implementation {model.config._attn_implementation} takes no 4D attention mask"
-        if not self._is_vision_dataset:
-            return None
-        if model.config.model_type not in VISION_MODEL_TYPES:
-            return f"image features of {model.config.model_type} models are not supported (only Idefics3 / SmolVLM)"
-        vision = [p for n, p in model.get_base_model().model.named_parameters() if not n.startswith("text_model.")]
-        if any(p.requires_grad for p in vision):
-            return "the vision tower or connector is trained, so its features cannot be computed once"
-        return None
-
     def _compute_loss(self, model, inputs, return_outputs):
-        if self.plain_reason:
-            return super()._compute_loss(model, inputs, return_outputs)
         packed = pack_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
-                            self._tokenizer.pad_token_id, self.accelerator.unwrap_model(self.model).dtype)
+                            self._pad_token_id, self.accelerator.unwrap_model(self.model).dtype)
         image_keys = self._image_keys(inputs)
         features = self._image_features(inputs, image_keys) if "pixel_values" in inputs else None
         # Evaluating an adapter that still adds exactly zero (the base evaluation before training): the policy is
@@ -292,20 +254,29 @@ class FastDPOTrainer(DPOTrainer):
 
     def _reference_logps(self, inputs, packed: PackedPairs, features, image_keys,
                          packed_model: PackedModel) -> dict[str, torch.Tensor]:
-        """The batch's reference log-probs from the cache; any pair missing: TRL's reference forward, packed."""
+        """The batch's reference log-probs from the cache; any pair missing, or the first batch that would come from
+        the file (it must prove itself): TRL's reference forward, packed, which then checks the cached values."""
         cache = self._reference_cache()
         keys = []
         for i, (p, c, r) in enumerate(packed.lengths):
             digest = xxhash.xxh3_128(f"{p},{c},{r},{image_keys[i]}".encode())
             digest.update(tensor_bytes(packed.input_ids[i, :p + c + r + 1]))
             keys.append(digest.hexdigest())
-        values = [cache.values.get(key) for key in keys]
-        if None in values:
+        values = cache.get(keys)
+        if values is None or cache.loaded.intersection(keys):
             reference = packed_model if packed_model.reuse else PackedModel(self.model, packed, features,
                                                                             scale=packed_model.scale)
             chosen, rejected = self.compute_ref_log_probs(reference, inputs)
-            values = list(zip(chosen.float().tolist(), rejected.float().tolist()))
-            cache.put(dict(zip(keys, values)))
+            fresh = list(zip(chosen.float().tolist(), rejected.float().tolist()))
+            checked = [(cache.values[key], value) for key, value in zip(keys, fresh) if key in cache.loaded]
+            if checked and not agrees(*zip(*checked), tolerance=1e-2 if self.args.bf16 or self.args.fp16 else 1e-4):
+                (old_chosen, old_rejected), (new_chosen, new_rejected) = checked[0]
+                cache.discard(f"its values disagree with the reference computed now (chosen {old_chosen:.4f} vs "
+                              f"{new_chosen:.4f}, rejected {old_rejected:.4f} vs {new_rejected:.4f})")
+            elif checked:  # the file is right for this reference: trust the rest of it
+                cache.loaded.clear()
+            cache.put({key: value for key, value in zip(keys, fresh) if key not in cache.values})
+            values = fresh
         device = inputs["input_ids"].device
         chosen, rejected = zip(*values)
         return {"ref_chosen_logps": torch.tensor(chosen, device=device),
@@ -327,7 +298,8 @@ class FastDPOTrainer(DPOTrainer):
                 digest.update(tensor_bytes(tensor))
             versions = [torch.__version__, transformers.__version__, trl.__version__, peft.__version__]
             settings = dict(dtype=str(model.dtype), bf16=self.args.bf16, fp16=self.args.fp16, ld_alpha=self.ld_alpha,
-                            attn=model.config._attn_implementation, versions=versions, **self._log_prob_settings())
+                            attn=model.config._attn_implementation, versions=versions, format=2,  # checksummed lines
+                            **self._log_prob_settings())
             if self.args.bf16 or self.args.fp16:
                 # Half-precision log-probs shift with a batch's padding (~1e-3): evaluation batches are not
                 # shuffled, so keyed by their size the reference matches the adapter-off policy exactly (the

@@ -1,0 +1,211 @@
+"""The app's model panels as plain functions: ask both models, and judge a pair of answers.
+
+No Gradio here (``vlm_dpo.app.ui`` wires these to the page and tests call them directly). A ``Session`` holds
+what the app loads once: the tuned ``PeftModel`` (the base is the same model with its adapter disabled, never a
+second copy), its processor, the run's config and its held-out pairs. Input a person can get wrong raises
+``BadInput``, whose message the page shows as it is.
+
+    session = load_session("outputs/tiny")
+    image = read_image(session, "photo.png")
+    *_, result = ask(session, image, "What color is the circle?")    # result["base"], result["tuned"]
+    scores = judge(session, image, "What color is the circle?", "It is red.", "It is blue.")
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from data_prep.errors import UserError
+
+# Longest edge data_prep gives images when the run's config does not say (DataArguments' default).
+DEFAULT_LONGEST_EDGE = 512
+
+
+class BadInput(UserError):
+    """Input from the page that cannot be used as it is; the message says what to do instead."""
+
+
+@dataclass
+class Session:
+    """Everything the panels need, loaded once."""
+
+    model: object
+    processor: object
+    run_config: dict
+    run_dir: Path
+    heldout: object = None  # the run's held-out split (a datasets.Dataset), when it can be found
+    max_new_tokens: int = 64
+
+    @property
+    def vision(self) -> bool:
+        from vlm_dpo.models import is_vision_processor
+
+        return is_vision_processor(self.processor)
+
+    @property
+    def tokenizer(self):
+        return self.processor.tokenizer if self.vision else self.processor
+
+    @property
+    def beta(self) -> float:
+        return float(self.run_config.get("beta", 0.1))  # TRL's default, as infer.py assumes
+
+    @property
+    def context(self) -> int:
+        """Tokens the model reads at most: its position table, or the tokenizer's limit where that is smaller."""
+        text_config = self.model.config.get_text_config()
+        limits = [getattr(text_config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        return min(int(limit) for limit in limits if limit and limit < 10**7)
+
+
+def load_session(adapter: str | Path, model_name_or_path: str | None = None, max_new_tokens: int = 64) -> Session:
+    """Load the tuned model once, and the run's held-out pairs where they can be found. A folder that is no training
+    run, or an adapter that does not fit the base, is a ``UserError`` raised before any model loads."""
+    from vlm_dpo.app.heldout import load_heldout
+    from vlm_dpo.eval.generate import load_tuned
+
+    if max_new_tokens < 1:
+        raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}.")
+    model, processor, run_config = load_tuned(adapter, model_name_or_path)  # checks the folder first
+    session = Session(model, processor, run_config, Path(adapter), load_heldout(adapter, run_config), max_new_tokens)
+    warm_up(session)
+    return session
+
+
+def warm_up(session: Session) -> None:
+    """Answer a throwaway question while loading: a model's first generation pays one-time costs (weights paged in
+    from disk, kernels picked for the shapes) that would otherwise slow a person's first question several-fold."""
+    from PIL import Image
+
+    from vlm_dpo.eval.generate import generate_answers
+
+    edge = int(session.run_config.get("image_longest_edge") or DEFAULT_LONGEST_EDGE)
+    images = [Image.new("RGB", (edge, edge), "white")] if session.vision else None
+    generate_answers(session.model, session.processor, images, ["Describe the image."], max_new_tokens=2,
+                     batch_size=1)
+
+
+def read_image(session: Session, path: str | Path | None):
+    """An uploaded file -> the image the model sees, through training's decoder (``data_prep.images.load_image``)
+    at the run's ``image_longest_edge``; None for a text-only run, which ignores images."""
+    from PIL import Image
+
+    from data_prep.images import REASONS, SkipRow, load_image
+
+    if not session.vision:
+        return None
+    if path is None:
+        raise BadInput("Upload or drop an image first, or pick a held-out pair.")
+    name = Path(path).name  # not the server's upload folder
+    try:  # the header only: a decompression bomb is refused before its pixels are decoded
+        with Image.open(path) as header:
+            too_large = header.width * header.height > Image.MAX_IMAGE_PIXELS
+    except Image.DecompressionBombError:  # over twice the limit: Pillow refuses even to open it
+        too_large = True
+    except Exception:  # noqa: BLE001 -- not an image: load_image below says what is wrong with it
+        too_large = False
+    if too_large:
+        raise BadInput(f"Cannot use {name}: it has more than {Image.MAX_IMAGE_PIXELS:,} pixels, more than Pillow "
+                       "decodes safely (a decompression bomb?). Use a smaller image.")
+    try:
+        return load_image(Path(path), int(session.run_config.get("image_longest_edge") or DEFAULT_LONGEST_EDGE))
+    except SkipRow as skip:
+        raise BadInput(f"Cannot use {name}: {REASONS.get(skip.reason, skip.reason)}. Upload a PNG, JPEG, WebP, "
+                       "GIF or BMP image.") from None
+
+
+def _prompt_tokens(session: Session, image, question: str) -> int:
+    """Tokens of the rendered prompt (image tokens included), as generation and scoring build it."""
+    from data_prep.chat import render
+
+    kwargs = {"images": [[image]]} if session.vision else {}
+    return len(session.processor(text=[render(session.processor, question)], add_special_tokens=False,
+                                 **kwargs)["input_ids"][0])
+
+
+def _cut(session: Session, text: str, limit: int) -> tuple[str, int]:
+    """``text`` cut to its first ``limit`` tokens, and how many tokens it had."""
+    ids = session.tokenizer(text, add_special_tokens=False)["input_ids"]
+    return (text if len(ids) <= limit else session.tokenizer.decode(ids[:limit]).strip()), len(ids)
+
+
+def fit_question(session: Session, image, question: str, reserve: int) -> tuple[str, list[str]]:
+    """The question, cut so that prompt + ``reserve`` tokens (the answer) fit the model's context; the notes say
+    when it was cut. An empty question, or no image for a vision run, is a ``BadInput``."""
+    if session.vision and image is None:
+        raise BadInput("Upload or drop an image first, or pick a held-out pair.")
+    question = (question or "").strip()
+    if not question:
+        raise BadInput("Type a question first.")
+    budget = session.context - reserve - _prompt_tokens(session, image, "")
+    if budget < 1:
+        raise BadInput(f"The image and answer alone fill the model's {session.context}-token context; "
+                       "use a smaller image or shorter answers.")
+    question, tokens = _cut(session, question, budget)
+    if tokens <= budget:
+        return question, []
+    return question, [f"The question has {tokens} tokens; the model reads {session.context} tokens at most, "
+                      f"so only its first {budget} were used."]
+
+
+def ask(session: Session, image, question: str):
+    """Base, then tuned, answer ``question`` (about ``image``); yields the result after each, for the page to
+    show progress. The result: ``base``, ``tuned`` (None until answered), ``base_seconds``, ``tuned_seconds``
+    and ``notes`` (e.g. the question was cut)."""
+    from vlm_dpo.eval.generate import generate_answers
+
+    question, notes = fit_question(session, image, question, session.max_new_tokens)
+    result = {"question": question, "base": None, "tuned": None, "base_seconds": None, "tuned_seconds": None,
+              "notes": notes}
+    images = [image] if session.vision else None
+    for model in ("base", "tuned"):
+        start = time.perf_counter()
+        result[model] = generate_answers(session.model, session.processor, images, [question], batch_size=1,
+                                         max_new_tokens=session.max_new_tokens, use_adapter=model == "tuned")[0]
+        result[f"{model}_seconds"] = time.perf_counter() - start
+        yield dict(result)
+
+
+def judge(session: Session, image, question: str, chosen: str, rejected: str) -> dict:
+    """Each model's summed log-probability of the chosen and the rejected answer, the implicit DPO rewards
+    (``vlm_dpo.eval.functional.dpo_rewards``, the base as reference, the run's beta: the training metrics'
+    function) and which answer each model prefers. Per model: ``logp_chosen``, ``logp_rejected``,
+    ``tokens_chosen``, ``tokens_rejected``, ``reward_chosen``, ``reward_rejected``, ``margin``, ``chosen_wins``
+    (margin > 0, as training counts a won pair) and ``prefers`` (the answer with the higher log-probability)."""
+    import torch
+
+    from vlm_dpo.eval.functional import dpo_rewards
+    from vlm_dpo.eval.logprobs import answer_set_logprobs
+
+    notes, answers = [], {}
+    for side, text in (("chosen", chosen), ("rejected", rejected)):
+        text = (text or "").strip()
+        if not text:
+            raise BadInput(f"Type the {side} answer first (or pick a held-out pair).")
+        answers[side], tokens = _cut(session, text, session.context // 4)
+        if tokens > session.context // 4:
+            notes.append(f"The {side} answer has {tokens} tokens; only its first {session.context // 4} were scored.")
+    # The longer answer, plus a few tokens for the template's end-of-turn markers, must fit after the prompt.
+    reserve = max(len(session.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers.values()) + 8
+    question, question_notes = fit_question(session, image, question, reserve)
+    images = [image] if session.vision else None
+    logps = {}
+    for model in ("base", "tuned"):
+        (c_sums, c_counts), (r_sums, r_counts) = answer_set_logprobs(
+            session.model, session.processor, images, [question], [[answers["chosen"]], [answers["rejected"]]],
+            batch_size=1, use_adapter=model == "tuned")
+        logps[model] = {"logp_chosen": c_sums[0], "logp_rejected": r_sums[0], "tokens_chosen": c_counts[0],
+                        "tokens_rejected": r_counts[0]}
+    as_tensor = lambda model, side: torch.tensor([logps[model][f"logp_{side}"]], dtype=torch.float64)  # noqa: E731
+    result = {"question": question, "beta": session.beta, "notes": notes + question_notes, **answers}
+    for model in ("base", "tuned"):
+        rewards = dpo_rewards(as_tensor(model, "chosen"), as_tensor(model, "rejected"), as_tensor("base", "chosen"),
+                              as_tensor("base", "rejected"), session.beta)
+        result[model] = logps[model] | {
+            "reward_chosen": float(rewards["chosen"][0]), "reward_rejected": float(rewards["rejected"][0]),
+            "margin": float(rewards["margin"][0]), "chosen_wins": bool(rewards["chosen_wins"][0]),
+            "prefers": "chosen" if logps[model]["logp_chosen"] > logps[model]["logp_rejected"] else "rejected",
+        }
+    return result

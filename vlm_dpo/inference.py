@@ -1,0 +1,190 @@
+"""``vlm-dpo infer`` (``python infer.py``): the base and the DPO-tuned model side by side, on images, prompts or a
+prepared preference set, or in the app.
+
+Everything comes from the training output folder (adapter, processor, run_config.yaml); the base model is the one
+the run was trained on unless ``--model_name_or_path`` names another (e.g. a local copy). The folder, the images
+and the data set are checked before any model loads, so a wrong path fails in seconds.
+
+    # questions about your own images
+    vlm-dpo infer --adapter outputs/smolvlm-rlhfv --image photo.jpg --question "Describe this image."
+    vlm-dpo infer --adapter outputs/tiny --image a.png --image b.jpg --question "What is shown?" --json
+
+    # text-only runs (tiny-smollm2, SmolLM2, GPT-2): prompts instead of images
+    vlm-dpo infer --adapter outputs/text-demo --prompt "What is 37 + 48?" --prompt "How many grams in 3 kg?"
+
+    # generations on a prepared preference set, compared with the chosen and rejected answers
+    vlm-dpo infer --adapter outputs/tiny --dataset data/tiny --report reports/tiny --limit 20
+
+    # the same in a browser
+    vlm-dpo infer --adapter outputs/tiny --app [--port 7860] [--host 127.0.0.1]
+
+Dataset mode writes OUTPUT_DIR/metrics.json (flat base_*, tuned_*, delta_* keys), OUTPUT_DIR/report.html (one
+self-contained page: summary, plots, best improvements, worst regressions, every pair) and the plots as PNG.
+"""
+
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from vlm_dpo.errors import UserError
+
+MODES = "give one of: --image IMG --question Q, --prompt TEXT (text runs), --dataset PATH --report OUT, or --app"
+
+
+@dataclass
+class InferArguments:
+    adapter: str = field(metadata={"help": "training output folder (adapter + run_config.yaml)"})
+    model_name_or_path: str | None = field(
+        default=None, metadata={"aliases": ["--model"],
+                                "help": "base model to put the adapter on (default: the run's model_name_or_path)"})
+    max_new_tokens: int = field(default=64, metadata={"help": "longest answer, in tokens"})
+    batch_size: int = field(default=4, metadata={"help": "prompts generated together"})
+    image: list[str] = field(default_factory=list, metadata={
+        "action": "extend", "help": "image mode: image file to ask about; repeat (or list several) for more"})
+    question: str | None = field(default=None, metadata={"help": "image mode: the question asked about every image"})
+    prompt: list[str] = field(default_factory=list, metadata={
+        "action": "extend", "help": "text runs: a prompt to answer; repeat for several"})
+    json: bool = field(default=False, metadata={
+        "help": "print only a JSON list of {image, question, base, tuned} ({prompt, base, tuned} with --prompt)"})
+    dataset_name: str | None = field(default=None, metadata={
+        "aliases": ["--dataset"], "help": "dataset mode: a folder written by `vlm-dpo prepare`"})
+    output_dir: str | None = field(default=None, metadata={
+        "aliases": ["--report"], "help": "dataset mode: folder for metrics.json, report.html and the plots"})
+    dataset_test_split: str = field(default="test", metadata={
+        "aliases": ["--split"], "help": "dataset mode: split to generate on (the only split if there is one)"})
+    limit: int | None = field(default=None, metadata={"help": "dataset mode: use only the first N pairs"})
+    do_sample: bool = field(default=False, metadata={"help": "sample instead of greedy decoding"})
+    seed: int = field(default=0, metadata={"help": "seed for --do_sample"})
+    app: bool = field(default=False, metadata={"help": "open the app (base and tuned side by side in a browser)"})
+    port: int = field(default=7860, metadata={"help": "with --app: port to serve on"})
+    host: str = field(default="127.0.0.1", metadata={"help": "with --app: address to serve on (0.0.0.0: any)"})
+
+    def __post_init__(self):
+        if bool(self.image) + bool(self.prompt) + bool(self.dataset_name) + self.app != 1:
+            raise UserError(MODES)
+        if self.image and not self.question:
+            raise UserError("--image needs --question")
+        if self.dataset_name and not self.output_dir:
+            raise UserError("--dataset needs --report OUT (the folder for metrics.json and report.html)")
+        for name in ("max_new_tokens", "batch_size", "limit"):
+            if getattr(self, name) is not None and getattr(self, name) < 1:
+                raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
+
+
+def infer(args: InferArguments) -> int:
+    from vlm_dpo.models.adapter import check_adapter_folder
+
+    run_config = check_adapter_folder(args.adapter)  # before any model loads
+    if args.app:
+        from vlm_dpo.cli import launch_app
+
+        argv = ["--adapter", args.adapter, "--port", str(args.port), "--host", args.host]
+        return launch_app(argv + (["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []))
+    vision = (Path(args.adapter) / "processor_config.json").is_file()  # the run saved a VLM processor
+    if args.prompt and vision:
+        raise UserError(f"{args.adapter} is a vision-language run: ask with --image IMG --question Q")
+    if args.image and not vision:
+        raise UserError(f"{args.adapter} is a text run: ask with --prompt TEXT")
+    if args.image:
+        return run_images(args, run_config)
+    if args.prompt:
+        return run_prompts(args, run_config)
+    return run_dataset(args, run_config)
+
+
+def load(args, run_config):
+    """Base + adapter, with an adapter trained on another base reported as such."""
+    from vlm_dpo.eval.generate import load_tuned
+
+    return load_tuned(args.adapter, args.model_name_or_path)
+
+
+def run_prompts(args, run_config) -> int:
+    """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
+    model, processor, _ = load(args, run_config)
+    base, tuned = answer_both(model, processor, None, args.prompt, args)
+    results = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(args.prompt, base, tuned)]
+    return show(results, args.json, lambda result: result["prompt"])
+
+
+def run_images(args, run_config) -> int:
+    """Both models answer ``--question`` about each ``--image``, decoded as the run's training data was."""
+    from data_prep.images import open_image
+
+    images = [open_image(path, run_config.get("image_longest_edge")) for path in args.image]  # before loading
+    model, processor, _ = load(args, run_config)
+    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args)
+    results = [{"image": path, "question": args.question, "base": b, "tuned": t}
+               for path, b, t in zip(args.image, base, tuned)]
+    return show(results, args.json, lambda result: f"[{result['image']}] {result['question']}")
+
+
+def answer_both(model, processor, images, questions, args) -> tuple[list[str], list[str]]:
+    """The base (adapter off) and the tuned model answer the same questions."""
+    from vlm_dpo.eval.generate import generate_answers
+
+    options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
+    base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
+    return base, generate_answers(model, processor, images, questions, **options)
+
+
+def show(results: list[dict], as_json: bool, heading) -> int:
+    """A JSON list on stdout, or one readable block per result under ``heading(result)``."""
+    if as_json:
+        print(json.dumps(results, indent=2, ensure_ascii=False))
+    else:
+        for result in results:
+            print(f"\n{heading(result)}\n  base : {result['base']}\n  tuned: {result['tuned']}")
+    return 0
+
+
+def read_pairs(path: str, split: str, limit: int | None):
+    """(pairs, split used) of a folder saved by ``datasets`` (as ``vlm-dpo prepare`` writes), checked before any
+    model loads: a folder of raw data, a missing split or an empty one names the fix."""
+    from datasets import DatasetDict, load_from_disk
+
+    if not Path(path).is_dir():
+        raise UserError(f"--dataset {path} is not a folder: pass a data set written by `vlm-dpo prepare`.")
+    try:
+        data = load_from_disk(path)
+    except FileNotFoundError:  # datasets: "neither a Dataset directory nor a DatasetDict directory"
+        raise UserError(f"--dataset {path} is not a prepared data set (no dataset_dict.json or dataset_info.json). "
+                        f"Prepare it first: vlm-dpo prepare --dataset_name {path} --output_dir DIR, then pass "
+                        "--dataset DIR.") from None
+    if isinstance(data, DatasetDict):
+        if split not in data and len(data) == 1:  # e.g. a set saved with only "train"
+            print(f"{path} has no split {split!r}; using its only split {next(iter(data))!r}", file=sys.stderr)
+            split = next(iter(data))
+        if split not in data:
+            raise UserError(f"--dataset {path} has no split {split!r}; it has {', '.join(data)} (choose with --split)")
+        data = data[split]
+    missing = [column for column in ("prompt", "chosen", "rejected") if column not in data.column_names]
+    if missing:
+        raise UserError(f"--dataset {path} has no {', '.join(missing)} column: it is not a preference set prepared "
+                        "by `vlm-dpo prepare`.")
+    if limit is not None:
+        data = data.select(range(min(limit, len(data))))
+    if len(data) == 0:
+        raise UserError(f"split {split!r} of {path} has no pairs to compare")
+    return data, split
+
+
+def run_dataset(args, run_config) -> int:
+    """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
+    from vlm_dpo.eval.compare import compare_on_dataset
+    from vlm_dpo.report import summary_table
+
+    data, split = read_pairs(args.dataset_name, args.dataset_test_split, args.limit)
+    model, processor, run_config = load(args, run_config)
+    if "beta" not in run_config:
+        print(f"{args.adapter}/run_config.yaml has no beta; rewards use DPO's usual beta = 0.1", file=sys.stderr)
+    details = {"adapter": args.adapter, "model": args.model_name_or_path or run_config["model_name_or_path"],
+               "dataset": args.dataset_name, "split": split}
+    metrics, metrics_path, html_path = compare_on_dataset(
+        model, processor, data, args.output_dir, beta=float(run_config.get("beta", 0.1)),
+        max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.do_sample, seed=args.seed,
+        run_dir=args.adapter, details=details)
+    print(summary_table(metrics))
+    print(f"metrics: {metrics_path}\nreport:  {html_path}")
+    return 0

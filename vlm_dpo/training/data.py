@@ -1,0 +1,124 @@
+"""The training data: a prepared folder named by the user, or a preparation reused only while nothing that made it
+has changed.
+
+Data prepared on the fly (into ``prepared_dir``, default OUTPUT_DIR/data) is stamped with a fingerprint of
+everything that decides its content (``FINGERPRINT``: the input and, for a local file or folder, its size and
+modification time; the processor and its image size; the length limits; image size, split fraction and seed;
+``image_root``; the synthetic generator's version where data_prep gives one). A later run reuses the folder only
+when its fingerprint is the same, and otherwise prepares it again, saying what changed. A folder the user names as
+``dataset_name`` is theirs: used as is, after checking that its pairs fit ``max_length``.
+"""
+
+import json
+import logging
+from pathlib import Path
+
+from vlm_dpo.errors import UserError
+
+logger = logging.getLogger(__name__)
+
+FINGERPRINT = "fingerprint.json"  # written beside data_prep's prep_report.json once the preparation is complete
+GENERATED = ("synthetic", "arithmetic")  # input prefixes of data_prep's generators
+
+
+def load_or_prepare(data_args, model_name: str, processor, max_length: int | None, output_dir: Path):
+    """The prepared splits and the folder they come from; prepares them first where needed."""
+    from data_prep.prepare import is_prepared, load_prepared, prepare
+
+    if is_prepared(data_args.dataset_name):
+        target = Path(data_args.dataset_name)
+        check_fits(target, max_length)
+        return load_prepared(target), target
+    target = Path(data_args.prepared_dir or output_dir / "data")
+    wanted = fingerprint(data_args, model_name, max_length)
+    why = stale_reason(target, wanted) if is_prepared(target) else "nothing is prepared there yet"
+    if why:
+        logger.info("Preparing %s into %s: %s.", data_args.dataset_name, target, why)
+        (target / FINGERPRINT).unlink(missing_ok=True)  # a preparation that fails half-way is never reused
+        prepare(
+            data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
+            longest_edge=data_args.image_longest_edge, test_size=data_args.test_size, seed=data_args.data_seed_split,
+            max_prompt_length=data_args.max_prompt_length, max_completion_length=data_args.max_completion_length,
+            image_root=data_args.image_root,
+        )
+        (target / FINGERPRINT).write_text(json.dumps(wanted, indent=2) + "\n")
+    else:
+        logger.info("Reusing %s: prepared from %s with the same settings.", target, data_args.dataset_name)
+    return load_prepared(target), target
+
+
+def fingerprint(data_args, model_name: str, max_length: int | None) -> dict:
+    """Everything that decides what a preparation of ``data_args.dataset_name`` contains, as plain JSON values."""
+    source = data_args.dataset_name
+    values = {
+        "input": source, "input_files": local_files(source), "processor": model_name,
+        "processor_longest_edge": data_args.processor_longest_edge, "max_length": max_length,
+        "image_longest_edge": data_args.image_longest_edge, "test_size": data_args.test_size,
+        "seed": data_args.data_seed_split, "max_prompt_length": data_args.max_prompt_length,
+        "max_completion_length": data_args.max_completion_length,
+        "image_root": str(Path(data_args.image_root).resolve()) if data_args.image_root else None,
+    }
+    if source.split(":")[0] in GENERATED:
+        import data_prep.synthetic
+
+        values["generator_version"] = data_prep.synthetic.VERSION
+    return json.loads(json.dumps(values))
+
+
+def local_files(source: str) -> dict | None:
+    """Count, total size and newest modification time of a local input (a file, or every file under a folder):
+    an edited or replaced file changes them. None for anything else (a hub id, a generator)."""
+    path = Path(source)
+    if not path.exists():
+        return None
+    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    stats = [p.stat() for p in files]
+    return {"path": str(path.resolve()), "files": len(stats), "bytes": sum(s.st_size for s in stats),
+            "newest_mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
+
+
+def stale_reason(target: Path, wanted: dict) -> str | None:
+    """Why the preparation in ``target`` does not match ``wanted``, or None when it does."""
+    try:
+        found = json.loads((target / FINGERPRINT).read_text())
+    except (OSError, ValueError):
+        return f"it has no readable {FINGERPRINT} saying how it was prepared"
+    changed = [f"{key} {found.get(key)} -> {value}" for key, value in wanted.items() if found.get(key) != value]
+    return ("it was prepared with " + ", ".join(changed)) if changed else None
+
+
+def check_fits(prepared: Path, max_length: int | None) -> None:
+    """TRL's collator would cut sequences longer than max_length, image tokens included: refuse such data."""
+    counted = json.loads((prepared / "prep_report.json").read_text()).get("max_length")
+    if max_length is not None and (counted is None or counted > max_length):
+        raise UserError(
+            f"{prepared} was prepared for max_length={counted}, but training uses max_length={max_length}: longer "
+            f"pairs would be truncated. Prepare it again with --max_length {max_length}, or raise max_length."
+        )
+
+
+def training_splits(splits, folder: Path, data_args):
+    """The training and held-out splits, refused with one line when missing or empty (TRL would fail deep inside
+    its first batch), with ``eval_limit`` applied."""
+    names = {"training": data_args.dataset_train_split, "held-out": data_args.dataset_test_split}
+    for role, name in names.items():
+        if name not in splits:
+            raise UserError(f"{folder} has no split {name!r} (it has {', '.join(splits)}): pass "
+                            f"--dataset_{'train' if role == 'training' else 'test'}_split with one of those.")
+        if len(splits[name]) == 0:
+            fix = ("use more pairs, or check what was skipped and why in prep_report.json" if role == "training" else
+                   "raise --test_size, or give the data a non-empty test split")
+            raise UserError(f"The {role} split {name!r} of {folder} is empty: {fix}.")
+    train_set, eval_set = splits[names["training"]], splits[names["held-out"]]
+    if data_args.eval_limit:
+        eval_set = eval_set.select(range(min(data_args.eval_limit, len(eval_set))))
+    return train_set, eval_set
+
+
+def preparation_record(folder: Path) -> dict:
+    """What ``run_config.yaml`` and ``eval_results.json`` say about the data actually trained on: where it is and
+    the key fields of its prep_report.json."""
+    report = json.loads((folder / "prep_report.json").read_text())
+    keys = ("input", "layout", "read", "kept", "skipped", "splits", "model", "max_length", "max_prompt_length",
+            "max_completion_length", "longest_edge", "test_size", "seed", "image_root")
+    return {"folder": str(folder), **{key: report[key] for key in keys if key in report}}
