@@ -1,8 +1,13 @@
 """Shared fixtures: every test runs offline, with its own cache of built models."""
 
 import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
 
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
@@ -43,3 +48,14 @@ def tiny_text_tokenizer(tiny_text_model_dir):
     from vlm_dpo.models import load_processor
 
     return load_processor("tiny-smollm2")
+
+
+@pytest.fixture(scope="session")
+def tiny_run(tmp_path_factory, model_cache) -> Path:
+    """``train.py`` on the tiny recipe for two steps (about a minute): an output folder with every file a finished
+    run writes (adapter, prepared data, held-out report, plots), for the app's tests."""
+    out = tmp_path_factory.mktemp("tiny_run")
+    result = subprocess.run([sys.executable, "train.py", "--config", "recipes/tiny.yaml", "--max_steps", "2",
+                             "--output_dir", str(out)], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return out

@@ -4,7 +4,6 @@ judge, browse; every request the page makes stays on this machine; the server th
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,6 +11,8 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
+
+from tests.helpers import free_port, port_open
 
 ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = Path("/usr/bin/chromium")
@@ -22,15 +23,6 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Chromium: a
 sync_api = pytest.importorskip("playwright.sync_api", reason="needs Playwright's Python package: pip install playwright")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 def group_alive(pgid: int) -> bool:
@@ -40,14 +32,6 @@ def group_alive(pgid: int) -> bool:
         return False
     return True
 
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory, model_cache) -> Path:
-    out = tmp_path_factory.mktemp("app_browser_run")
-    result = subprocess.run([sys.executable, "train.py", "--config", "recipes/tiny.yaml", "--max_steps", "2",
-                             "--output_dir", str(out)], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return out
 
 
 def start_app(run: Path, port: int, log: Path) -> subprocess.Popen:

@@ -2,7 +2,6 @@
 command line's arguments parse as the CLI passes them."""
 
 import re
-import socket
 import urllib.request
 from html.parser import HTMLParser
 
@@ -10,18 +9,8 @@ import pytest
 from transformers import HfArgumentParser
 
 from data_prep.errors import UserError
+from tests.helpers import free_port, port_open
 from vlm_dpo.app import AppArguments, main
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def port_open(port: int) -> bool:
-    with socket.socket() as sock:
-        return sock.connect_ex(("127.0.0.1", port)) == 0
 
 
 class Loads(HTMLParser):
