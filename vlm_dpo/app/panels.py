@@ -90,8 +90,6 @@ def warm_up(session: Session) -> None:
 def read_image(session: Session, path: str | Path | None):
     """An uploaded file -> the image the model sees, through training's decoder (``data_prep.images.load_image``)
     at the run's ``image_longest_edge``; None for a text-only run, which ignores images."""
-    from PIL import Image
-
     from data_prep.images import REASONS, SkipRow, load_image
 
     if not session.vision:
@@ -99,16 +97,6 @@ def read_image(session: Session, path: str | Path | None):
     if path is None:
         raise BadInput("Upload or drop an image first, or pick a held-out pair.")
     name = Path(path).name  # not the server's upload folder
-    try:  # the header only: a decompression bomb is refused before its pixels are decoded
-        with Image.open(path) as header:
-            too_large = header.width * header.height > Image.MAX_IMAGE_PIXELS
-    except Image.DecompressionBombError:  # over twice the limit: Pillow refuses even to open it
-        too_large = True
-    except Exception:  # noqa: BLE001 -- not an image: load_image below says what is wrong with it
-        too_large = False
-    if too_large:
-        raise BadInput(f"Cannot use {name}: it has more than {Image.MAX_IMAGE_PIXELS:,} pixels, more than Pillow "
-                       "decodes safely (a decompression bomb?). Use a smaller image.")
     try:
         return load_image(Path(path), int(session.run_config.get("image_longest_edge") or DEFAULT_LONGEST_EDGE))
     except SkipRow as skip:
