@@ -1,8 +1,8 @@
 """Train a LoRA DPO adapter: ``python train.py [--config recipes/NAME.yaml] [--field value ...]`` (= ``vlm-dpo train``).
 
 Without ``--config`` it runs the offline demo (``recipes/demo.yaml``: SmolVLM's architecture on the real
-SmolLM2-135M-Instruct, synthetic scenes, about 7 minutes on a 2-core CPU), with any overrides given
-(``python train.py --max_steps 2``). ``recipes/tiny.yaml`` is the seconds-long smoke test.
+SmolLM2-135M-Instruct, synthetic scenes: about 7 minutes on a 2-core CPU with AMX, 21 without), with any overrides given
+(``python train.py --max_steps 2``). ``recipes/tiny.yaml`` is the one-minute smoke test.
 Every field of ``vlm_dpo.training.config.DataArguments``, TRL's ``DPOConfig`` and TRL's ``ModelConfig``
 can be set in the recipe or overridden on the command line; ``python train.py --help`` lists them.
 """

@@ -244,24 +244,22 @@ def generate_rows(n: int, seed: int = 0) -> list[dict]:
     return [make_row(i, seed) for i in range(n)]
 
 
+def rlhfv_features():
+    """The columns of openbmb/RLHF-V-Dataset as the hub serves them (``image`` an Image feature: bytes and path)."""
+    import datasets
+
+    return {"ds_name": datasets.Value("string"), "image": datasets.Image(), "text": datasets.Value("string"),
+            "origin_dataset": datasets.Value("string"), "origin_split": datasets.Value("string"),
+            "idx": datasets.Value("int64"), "image_path": datasets.Value("string")}
+
+
 def write_parquet(path: str, n: int, seed: int = 0) -> str:
     """Write n rows as parquet through `datasets`, so the image column reads back as an Image
     feature (struct of bytes and path), as the hub serves RLHF-V."""
     import datasets
 
-    features = datasets.Features(
-        {
-            "ds_name": datasets.Value("string"),
-            "image": datasets.Image(),
-            "text": datasets.Value("string"),
-            "origin_dataset": datasets.Value("string"),
-            "origin_split": datasets.Value("string"),
-            "idx": datasets.Value("int64"),
-            "image_path": datasets.Value("string"),
-            "ground_truth": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-        }
-    )
+    features = datasets.Features({**rlhfv_features(), "ground_truth": datasets.Value("string"),
+                                  "question_type": datasets.Value("string")})
     datasets.Dataset.from_list(generate_rows(n, seed), features=features).to_parquet(path)
     return path
 

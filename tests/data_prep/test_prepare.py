@@ -16,16 +16,9 @@ from PIL import Image, ImageColor
 from data_prep import is_prepared, load_prepared, prepare
 from data_prep.errors import HubUnavailableError, UserError
 from data_prep.prepare import image_hash, split_by_image
+from data_prep.synthetic.scenes import rlhfv_features
 
-RLHFV_FEATURES = datasets.Features({
-    "ds_name": datasets.Value("string"),
-    "image": datasets.Image(),
-    "text": datasets.Value("string"),
-    "origin_dataset": datasets.Value("string"),
-    "origin_split": datasets.Value("string"),
-    "idx": datasets.Value("int64"),
-    "image_path": datasets.Value("string"),
-})
+RLHFV_FEATURES = datasets.Features(rlhfv_features())
 COLORS = ["red", "green", "blue", "yellow", "purple", "orange", "white", "black"]
 
 
