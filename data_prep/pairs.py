@@ -36,6 +36,7 @@ class Pair:
     source_index: int  # row position in its source split, to trace a pair back
     ground_truth: str = ""  # JSON string from the synthetic scenes, "" for real data
     source_format: str | None = None  # decides how the image is stored (see images.encode)
+    group: str = ""  # rows with the same group stay on one side of the split (a scene and its edited copies)
 
 
 def to_pair(row: dict, layout: str, source_index: int, longest_edge: int, data_root: Path | None = None,
@@ -56,10 +57,11 @@ def to_pair(row: dict, layout: str, source_index: int, longest_edge: int, data_r
     ground_truth = row.get("ground_truth") or ""
     if not isinstance(ground_truth, str):
         ground_truth = json.dumps(ground_truth)
+    group = str(row.get("group") or "")
     if layout == "text":
-        return Pair(None, question, chosen, rejected, source_index, ground_truth)
+        return Pair(None, question, chosen, rejected, source_index, ground_truth, group=group)
     image = load_image(row_image(_image_value(row, layout), data_root, image_root), longest_edge)
-    return Pair(image, question, chosen, rejected, source_index, ground_truth, image.format)
+    return Pair(image, question, chosen, rejected, source_index, ground_truth, image.format, group)
 
 
 def _required(value, reason: str) -> str:

@@ -36,7 +36,7 @@ def prepare(input: str, output_dir: str | Path, processor_name: str | None = Non
     image size it trains at; None means no token budget, so ``max_length`` / ``max_prompt_length`` /
     ``max_completion_length`` need one. ``processor_name`` is only recorded in the report. A test split in the
     input is kept as is; otherwise ``test_size`` of the kept rows are held out, grouped by image content so
-    that no image is in both splits (text pairs: by prompt). ``max_prompt_length`` / ``max_completion_length``
+    that no image is in both splits (text pairs: by prompt; rows with a ``group`` column: by group). ``max_prompt_length`` / ``max_completion_length``
     cut text pairs to these many tokens (``budget.TokenBudget.clip``). Image paths in the rows resolve against
     the input's folder and must stay inside it or inside ``image_root`` (``images.row_image``).
     Raises ``InputError`` (a ``UserError``) for an option out of range and when no row is kept.
@@ -202,10 +202,13 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
             continue
         record = {**messages(pair.question, pair.chosen, pair.rejected), "source_index": pair.source_index,
                   "ground_truth": pair.ground_truth}
-        if pair.image is None:  # text pair: grouped by prompt for the split
+        if pair.image is not None:
+            record["images"] = [{"bytes": encode(pair.image, pair.source_format), "path": None}]
+        if pair.group:  # the row's own group (a scene and its edited copies) keeps them on one side
+            hashes.append("group:" + pair.group)
+        elif pair.image is None:  # text pair: grouped by prompt for the split
             hashes.append(hashlib.sha256(pair.question.encode()).hexdigest())
         else:
-            record["images"] = [{"bytes": encode(pair.image, pair.source_format), "path": None}]
             hashes.append(image_hash(pair.image))
         records.append(record)
         if len(records) == CHUNK_ROWS:  # bounded Python-side memory: the bytes live once, in arrow

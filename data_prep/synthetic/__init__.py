@@ -4,4 +4,4 @@
 data, so data prepared by another version of the generators is prepared again rather than reused.
 """
 
-VERSION = "1"
+VERSION = "2"

@@ -26,10 +26,19 @@ def _texts(rows):
     return [json.loads(r["text"]) for r in rows]
 
 
-def test_chosen_is_faithful_and_rejected_hallucinates(rows):
+def test_chosen_is_right_and_faithful_and_rejected_is_wrong(rows):
+    """Rejected answers get the asked attribute wrong; most also claim something false. Those that do not are the
+    dodges ("Yes, there is a <another object>.") and descriptions that leave a group out."""
+    faithful = []
     for row, text in zip(rows, _texts(rows)):
-        assert not hallucinated(text["chosen"], row["ground_truth"]), text
-        assert hallucinated(text["rejected"], row["ground_truth"]), text
+        truth = row["ground_truth"]
+        assert answer_correct(text["question"], text["chosen"], truth), text
+        assert not answer_correct(text["question"], text["rejected"], truth), text
+        assert not hallucinated(text["chosen"], truth), text
+        if not hallucinated(text["rejected"], truth):
+            faithful.append(text)
+    assert all(t["rejected"].startswith("Yes") or t["question"] == "Describe the image." for t in faithful)
+    assert 0 < len(faithful) < len(rows) / 4
 
 
 
