@@ -151,6 +151,7 @@ def test_prompt_on_a_vision_run_is_a_clear_error(capsys, zero_adapter):
 
 
 def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter, dataset_dir):
+    from vlm_dpo.eval.registry import BY_KEY, PROBES
     from vlm_dpo.report import METRIC_KEYS
 
     out = tmp_path / "report"
@@ -164,8 +165,9 @@ def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter,
     assert metrics["n_ground_truth"] == 3 and metrics["n_proxy"] == 0 and metrics["n_external"] == 3
     for name in METRIC_KEYS:
         # every row has a scene (no proxy); "What color is it?" is not a scene question (no attribute accuracy);
-        # 4 new tokens of a random model may mention nothing (no mention rate)
-        if name.startswith("proxy_") or name in ("attribute_accuracy", "hallucination_mention_rate"):
+        # 4 new tokens of a random model may mention nothing (no mention rate); no generator question (no probes)
+        if (name.startswith("proxy_") or name in ("attribute_accuracy", "hallucination_mention_rate")
+                or BY_KEY[name].group == PROBES):
             continue
         for model in ("base", "tuned"):
             assert isinstance(metrics[f"{model}_{name}"], float), name

@@ -32,7 +32,8 @@ def compare(rows: list[dict], external: dict | None = None) -> dict:
 
 
 def question_type_metrics(rows: list[dict]) -> dict:
-    """``n_{type}`` and ``{model}_{key}_{type}`` for the metrics marked ``per_type``, over rows with ground truth
+    """``n_{type}``, ``{model}_{key}_{type}`` for the metrics marked ``per_type`` and ``{key}_{type}`` for the counts
+    so marked (the majority baseline), over rows with ground truth
     grouped by ``vlm_dpo.eval.checks.scenes.question_type`` ("other" for any question the generator does not ask).
 
     Why: an overall gain can hide a question type that got worse; the demo's claim is per type.
@@ -45,6 +46,7 @@ def question_type_metrics(rows: list[dict]) -> dict:
     out = {}
     for qtype, subset in sorted(groups.items()):
         out[f"n_{qtype}"] = len(subset)
+        out |= {f"{count.key}_{qtype}": count.compute(subset) for count in COUNTS if count.per_type}
         for model in MODELS:
             scores = [row["scores"][model] for row in subset]
             for metric in (m for m in METRICS if m.per_type):

@@ -19,17 +19,21 @@ from pathlib import Path
 
 def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: float, max_new_tokens: int = 64,
                        batch_size: int = 4, do_sample: bool = False, seed: int = 0, run_dir: str | Path | None = None,
-                       details: dict | None = None) -> tuple[dict, Path, Path]:
+                       details: dict | None = None, given_logps: dict | None = None) -> tuple[dict, Path, Path]:
     """Generate, score and report on ``data`` (a prepared split: ``prompt``, ``chosen``, ``rejected``, optional
     ``images`` and ``ground_truth``); returns ``(metrics, metrics_path, html_path)``.
 
     ``run_dir`` is the training output folder: its ``log_history.json`` gives the training curves and its
     ``eval_results.json`` the held-out numbers shown next to ours. ``details`` (adapter, dataset, split, ...)
-    are written into metrics.json as they are.
+    are written into metrics.json as they are. ``given_logps`` (``{"base"|"tuned": {"chosen", "rejected",
+    "chosen_tokens", "rejected_tokens"}}``, lists in ``data``'s row order; a model left out or None is computed
+    here) are log-probs of the given answers already computed, by the training run's evaluation: they are taken
+    as they are, and only the external text is scored.
     """
     from data_prep.chat import message_text
     from vlm_dpo.eval.generate import generate_answers
     from vlm_dpo.eval.logprobs import EXTERNAL_LABEL, EXTERNAL_SOURCE, answer_set_logprobs, external_sentences
+    from vlm_dpo.eval.scoring import MODELS
     from vlm_dpo.report import compare, make_plots, score_pairs, write_report
 
     images = [imgs[0].convert("RGB") for imgs in data["images"]] if "images" in data.column_names else None
@@ -41,18 +45,23 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
     tuned = generate_answers(model, processor, images, questions, **options)
 
-    # Log-probs of the given answers (for the rewards) and of external text as answers to the same prompts.
+    # Log-probs of the given answers (for the rewards), unless given, and of external text as answers to the same
+    # prompts.
     n = len(rows)
     external = external_sentences(n)
-    answer_sets = [[row["chosen"] for row in rows], [row["rejected"] for row in rows], external]
-    logps = {name: answer_set_logprobs(model, processor, images, questions, answer_sets, batch_size=batch_size,
-                                       use_adapter=use_adapter)
-             for name, use_adapter in (("base", False), ("tuned", True))}
+    given = {m: _checked_logps(given_logps, m, n) for m in MODELS}
+    pairs_logps, external_logps = {}, {}
+    for m in MODELS:
+        sets = [external] if given[m] else [[row["chosen"] for row in rows], [row["rejected"] for row in rows],
+                                            external]
+        *scored, external_logps[m] = answer_set_logprobs(model, processor, images, questions, sets,
+                                                         batch_size=batch_size, use_adapter=m == "tuned")
+        pairs_logps[m] = given[m] or {"chosen": scored[0][0], "rejected": scored[1][0], "chosen_tokens": scored[0][1],
+                                      "rejected_tokens": scored[1][1]}
     for i, (row, b, t) in enumerate(zip(rows, base, tuned)):
-        row.update(base=b, tuned=t, logp={m: {"chosen": chosen[0][i], "rejected": rejected[0][i],
-                                              "chosen_tokens": chosen[1][i], "rejected_tokens": rejected[1][i]}
-                                          for m, (chosen, rejected, _) in logps.items()})
-    external_logps = {m: sets[2] for m, sets in logps.items()}
+        row.update(base=b, tuned=t, logp={m: {side: values[i] for side, values in pairs_logps[m].items()}
+                                          for m in MODELS})
+    yes_no_margins(model, processor, images, rows, batch_size)
 
     score_pairs(rows, beta)
     metrics = compare(rows, external_logps)
@@ -67,6 +76,55 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     plots = make_plots(rows, out_dir, beta, external_logps, external_label=EXTERNAL_LABEL, log_history=log_history)
     metrics_path, html_path = write_report(rows, images or [None] * n, metrics, out_dir, plots)
     return metrics, metrics_path, html_path
+
+
+_LOGP_SIDES = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")
+
+
+def _checked_logps(given_logps: dict | None, model: str, n: int) -> dict | None:
+    """One model's given log-probs, checked: every side present with one value per pair; None when not given."""
+    logps = (given_logps or {}).get(model)
+    if logps is None:
+        return None
+    lengths = {side: len(logps[side]) if side in logps else None for side in _LOGP_SIDES}
+    if any(length != n for length in lengths.values()):
+        raise ValueError(f"given_logps[{model!r}] needs {', '.join(_LOGP_SIDES)} with one value per pair ({n}); "
+                         f"got lengths {lengths}")
+    return {side: [(int if side.endswith("tokens") else float)(value) for value in logps[side]] for side in _LOGP_SIDES}
+
+
+def yes_no_margins(model, processor, images, rows: list[dict], batch_size: int) -> None:
+    """``row["no_minus_yes"] = {"base"|"tuned": log p("No") - log p("Yes")}`` at the first answer token, for the
+    existence questions about a scene (in place): one forward per such prompt and model. Left out where the "Yes,
+    ..." and "No, ..." answers start with the same token (a tokenizer with a separate leading space), where the
+    margin says nothing."""
+    from vlm_dpo.eval.logprobs import first_answer_tokens, next_token_logprobs
+    from vlm_dpo.eval.probes import scene_of, yes_no_answers
+    from vlm_dpo.eval.scoring import MODELS
+
+    picked, tokens = [], []
+    for i, row in enumerate(rows):
+        answers = yes_no_answers(row["question"]) if scene_of(row.get("ground_truth")) else None
+        ids = first_answer_tokens(processor, row["question"], list(answers)) if answers else None
+        if ids and ids[0] != ids[1]:
+            picked.append(i)
+            tokens.append(ids)
+    if not picked:
+        return
+    questions = [rows[i]["question"] for i in picked]
+    subset = [images[i] for i in picked] if images is not None else None
+    for m in MODELS:
+        logps = next_token_logprobs(model, processor, subset, questions, tokens, batch_size=batch_size,
+                                    use_adapter=m == "tuned")
+        for i, (yes, no) in zip(picked, logps):
+            rows[i].setdefault("no_minus_yes", {})[m] = no - yes
+
+
+def first_pairs(pair_logps: dict | None, n: int) -> dict | None:
+    """The first ``n`` pairs of a trainer's per-pair held-out log-probs (``{"chosen", "rejected", "chosen_tokens",
+    "rejected_tokens"}``: lists in eval-set order), copied, since the next evaluation may overwrite them; None stays
+    None."""
+    return None if pair_logps is None else {side: list(values[:n]) for side, values in pair_logps.items()}
 
 
 def training_eval_results(run_dir: str | Path) -> dict:

@@ -12,6 +12,9 @@ answers continue from its key/value cache (``answer_set_logprobs``).
     sums, counts = answer_logprobs(model, processor, images, questions, answers)                    # tuned
     sums, counts = answer_logprobs(model, processor, images, questions, answers, use_adapter=False)  # base
 
+``next_token_logprobs`` scores single first answer tokens (the "Yes" and "No" of existence questions, found by
+``first_answer_tokens``) with one forward per prompt.
+
 ``external_sentences`` is the out-of-distribution text for the log-prob histogram: sentences from the
 docstrings of Python standard-library modules, which ship with every Python, so the plot needs no download.
 """
@@ -87,12 +90,8 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     from tqdm.auto import tqdm
 
     from data_prep.chat import completion, render
-    from vlm_dpo.models import is_vision_processor
 
-    vision = is_vision_processor(processor)
-    tokenizer = processor.tokenizer if vision else processor
-    if tokenizer.pad_token is None:
-        tokenizer.pad_token = tokenizer.eos_token
+    tokenizer = _tokenizer(processor)
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
     results = [([], []) for _ in answer_sets]
     rows = max((len(answers) for answers in answer_sets), default=0)
@@ -101,14 +100,8 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     with adapter_off, torch.inference_mode():
         for start in tqdm(range(0, rows, batch_size), desc=label):
             batch = range(start, min(start + batch_size, rows))
-            prompts = [render(processor, questions[i]) for i in batch]
-            kwargs = {"images": [[images[i]] for i in batch]} if vision else {}
-            prompt_inputs = processor(text=prompts, padding=True, padding_side="left", add_special_tokens=False,
-                                      return_tensors="pt", **kwargs).to(device)
-            prompt_mask = prompt_inputs["attention_mask"]
+            prompts, prompt_mask, out = _prompt_forward(model, processor, images, questions, batch)
             lengths = prompt_mask.sum(1, keepdim=True)
-            out = model(**prompt_inputs, position_ids=(prompt_mask.cumsum(1) - 1).clamp(min=0), use_cache=True,
-                        logits_to_keep=1)
             first = out.logits[:, -1].float().log_softmax(-1)  # (B, V): predicts each answer's first token
             for k, answers in enumerate(answer_sets):
                 rows_k = [i for i in batch if i < len(answers)]
@@ -131,3 +124,57 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
                 results[k][0].extend(sums[:len(rows_k)])
                 results[k][1].extend(int(c) for c in counts[:len(rows_k)])
     return results
+
+
+def first_answer_tokens(processor, question: str, answers: list[str]) -> list[int]:
+    """The first token of each answer to ``question``, tokenised as ``answer_set_logprobs`` tokenises answers (what
+    the whole exchange adds after the rendered prompt)."""
+    from data_prep.chat import completion, render
+
+    tokenizer, prompt = _tokenizer(processor), render(processor, question)
+    return [tokenizer(completion(prompt, render(processor, question, answer)), add_special_tokens=False)["input_ids"][0]
+            for answer in answers]
+
+
+def next_token_logprobs(model, processor, images, questions, token_ids: list[list[int]], *, batch_size: int = 8,
+                        use_adapter: bool = True) -> list[list[float]]:
+    """log p of each of ``token_ids[i]`` as the first answer token after prompt ``i`` (and its image): one forward
+    per prompt, rendered with the generation prompt and batched as ``answer_set_logprobs`` batches it."""
+    import torch
+
+    adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
+    results = []
+    with adapter_off, torch.inference_mode():
+        for start in range(0, len(questions), batch_size):
+            batch = range(start, min(start + batch_size, len(questions)))
+            _, _, out = _prompt_forward(model, processor, images, questions, batch)
+            first = out.logits[:, -1].float().log_softmax(-1)
+            results += [first[row, token_ids[i]].tolist() for row, i in enumerate(batch)]
+    return results
+
+
+def _tokenizer(processor):
+    """The processor's tokenizer (a text model's processor is its tokenizer), with a pad token (GPT-2 has none)."""
+    from vlm_dpo.models import is_vision_processor
+
+    tokenizer = processor.tokenizer if is_vision_processor(processor) else processor
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.eos_token
+    return tokenizer
+
+
+def _prompt_forward(model, processor, images, questions, batch: range):
+    """The prompts of ``batch`` through the model once, left-padded, with explicit positions (so a row's tokens sit
+    where they sit unpadded, as TRL's flushed rows do); returns ``(prompts, attention_mask, output)``, the output
+    holding the key/value cache and the last position's logits."""
+    from data_prep.chat import render
+    from vlm_dpo.models import is_vision_processor
+
+    _tokenizer(processor)  # sets the pad token the padding below needs
+    prompts = [render(processor, questions[i]) for i in batch]
+    kwargs = {"images": [[images[i]] for i in batch]} if is_vision_processor(processor) else {}
+    inputs = processor(text=prompts, padding=True, padding_side="left", add_special_tokens=False,
+                       return_tensors="pt", **kwargs).to(model.device)
+    mask = inputs["attention_mask"]
+    out = model(**inputs, position_ids=(mask.cumsum(1) - 1).clamp(min=0), use_cache=True, logits_to_keep=1)
+    return prompts, mask, out

@@ -38,12 +38,14 @@ class Metric:
 
 @dataclass(frozen=True)
 class Count:
-    """One whole-comparison count, written under its key as it is."""
+    """One whole-comparison number, the same for both models (a count of pairs, or a baseline of the data), written
+    under its key as it is; None where it does not apply."""
 
     key: str
     meaning: str
-    compute: Callable[[list[dict]], int]
+    compute: Callable[[list[dict]], float | None]
     in_eval_results: bool = False
+    per_type: bool = False  # also per question type of the scenes: ``KEY_{type}``
 
 
 def _mean(field: str) -> Callable:
@@ -80,9 +82,26 @@ def _attribute_accuracy(scores, external=None):
     return mean(x["correct"] for x in scores if x["correct"] is not None)
 
 
+def _probe_share(field: str) -> Callable:
+    """Share of answers whose dodge probe ``field`` is true, over those it applies to (``vlm_dpo.eval.probes``)."""
+    return lambda scores, external=None: mean(x[field] for x in scores if x.get(field) is not None)
+
+
+def _adversarial_accuracy(scores, external=None):
+    return mean(x["correct"] for x in scores if x.get("adversarial"))
+
+
+def _yes_no_auroc(scores, external=None):
+    from vlm_dpo.eval.probes import auroc
+
+    scored = [x for x in scores if "no_minus_yes" in x]
+    return auroc([x["no_minus_yes"] for x in scored], [x["object_absent"] for x in scored])
+
+
 CLOSER = "Closer to chosen than to rejected?"
 PREFERENCE = "Preference (log-probs of the given chosen and rejected answers)"
 HALLUCINATION = "Hallucination"
+PROBES = "Dodge probes (existence, colour and count questions about a scene)"
 LENGTH = "Length"
 
 METRICS = (
@@ -137,6 +156,19 @@ METRICS = (
     Metric("proxy_hallucination_mention_rate", "proxy, per mention", "pairs without ground truth: such objects / all "
            "COCO objects named, pooled over answers", LOWER, _mention_rate(proxy=True), HALLUCINATION,
            in_eval_results=True),
+    Metric("yes_ratio", "yes ratio, existence", "existence questions: share of answers that say yes (or affirm the "
+           "object); an answer that says neither counts as not yes. Near 1 with the truth near even: yes to "
+           "everything", NEITHER, _probe_share("says_yes"), PROBES, in_eval_results=True),
+    Metric("adversarial_accuracy", "accuracy, adversarial absent", "existence questions whose (colour, shape) is "
+           "absent while the colour is on some object and the shape on another (POPE's adversarial setting): share "
+           "answered right; see n_adversarial", HIGHER, _adversarial_accuracy, PROBES, in_eval_results=True),
+    Metric("names_asked_object", "names the asked object", "existence, colour and count questions: share of answers "
+           "that name the asked shape (existence: uncoloured or in the asked colour); \"There is one.\" does not",
+           HIGHER, _probe_share("names_asked_object"), PROBES, per_type=True, in_eval_results=True),
+    Metric("yes_no_auroc", "AUROC, log p(No) - log p(Yes)", "existence questions: AUROC of log p(\"No\") - "
+           "log p(\"Yes\") at the first answer token against the truth (object absent = positive; ties count one "
+           "half): 0.5 when the model's yes / no does not follow the image; null where the two answers start with "
+           "the same token", HIGHER, _yes_no_auroc, PROBES, in_eval_results=True),
     Metric("mean_answer_words", "mean answer words", "mean answer length in words (DPO tends to lengthen answers)",
            NEITHER, _mean("words"), LENGTH),
 )
@@ -147,6 +179,18 @@ BY_KEY = {metric.key: metric for metric in METRICS}
 def _hallucination_flips(rows: list[dict]) -> list[tuple[bool, bool]]:
     return [(row["scores"]["base"]["hallucination"]["hallucinated"],
              row["scores"]["tuned"]["hallucination"]["hallucinated"]) for row in rows]
+
+
+def _n_adversarial(rows: list[dict]) -> int | None:
+    flags = [row["scores"]["base"].get("adversarial") for row in rows]
+    flags = [flag for flag in flags if flag is not None]
+    return sum(flags) if flags else None
+
+
+def _majority_baseline(rows: list[dict]) -> float | None:
+    from vlm_dpo.eval.probes import majority_baseline
+
+    return majority_baseline(rows)
 
 
 def _changes(rows: list[dict]) -> list[float]:
@@ -169,6 +213,12 @@ COUNTS = (
           lambda rows: sum(b and not t for b, t in _hallucination_flips(rows)), in_eval_results=True),
     Count("n_hallucinations_added", "pairs whose tuned answer hallucinates and whose base answer does not",
           lambda rows: sum(t and not b for b, t in _hallucination_flips(rows)), in_eval_results=True),
+    Count("n_adversarial", "existence questions about a scene that are adversarial (see adversarial_accuracy); null "
+          "without existence questions about a scene", _n_adversarial, in_eval_results=True),
+    Count("majority_baseline", "pairs with a scene and a generator question: accuracy of always giving the most "
+          "common true answer of the question type on this set (exists: yes or no; count: the count; color: the "
+          "colour; describe: the exact scene content), what a model reaches without looking at the image; compare "
+          "with attribute_accuracy", _majority_baseline, in_eval_results=True, per_type=True),
 )
 
 
@@ -184,12 +234,14 @@ def eval_results_metrics(report: dict) -> dict:
     """What a training run adds to eval_results.json from its report's metrics (``aggregate.compare``).
 
     The metrics marked ``in_eval_results`` (``base_``, ``tuned_``, ``delta_``, and per question type), the counts so
-    marked, and ``n_report_pairs``; nulls are left out. TRL's own metrics (``rewards_*``, ``logps_*``) are not
-    copied: eval_results.json has the trainer's held-out numbers under the same keys.
+    marked (and per question type), and ``n_report_pairs``; nulls are left out. TRL's own metrics (``rewards_*``,
+    ``logps_*``) are not copied: eval_results.json has the trainer's held-out numbers under the same keys.
     """
     from vlm_dpo.eval.checks.scenes import QUESTION_TYPES
 
     keys = {count.key for count in COUNTS if count.in_eval_results}
+    keys |= {f"{count.key}_{qtype}" for count in COUNTS if count.in_eval_results and count.per_type
+             for qtype in QUESTION_TYPES}
     for metric in (m for m in METRICS if m.in_eval_results):
         keys |= {f"{prefix}_{metric.key}" for prefix in ("base", "tuned", "delta")}
         if metric.per_type:

@@ -1,10 +1,11 @@
 """Per-row scores of base and tuned answers against a pair's chosen and rejected answers.
 
 A row is one preference pair: ``{"question", "chosen", "rejected", "base", "tuned"}``, optionally
-``"ground_truth"`` (a synthetic scene or an exact answer, JSON) and ``"logp"`` (``{"base"|"tuned": {"chosen",
+``"ground_truth"`` (a synthetic scene or an exact answer, JSON), ``"logp"`` (``{"base"|"tuned": {"chosen",
 "rejected", "chosen_tokens", "rejected_tokens"}}``: summed log-probs of the two given answers, from
-``vlm_dpo.eval.logprobs``). ``score_pairs`` adds ``row["scores"][model]``; ``vlm_dpo.eval.aggregate`` turns those
-into the metrics of ``vlm_dpo.eval.registry``.
+``vlm_dpo.eval.logprobs``) and ``"no_minus_yes"`` (``{"base"|"tuned": log p("No") - log p("Yes")}`` at the first
+answer token of an existence question). ``score_pairs`` adds ``row["scores"][model]``; ``vlm_dpo.eval.aggregate``
+turns those into the metrics of ``vlm_dpo.eval.registry``.
 
     rows = score_pairs(rows, beta=0.1)
     rows[0]["scores"]["tuned"]["rouge_chosen"], rows[0]["scores"]["tuned"]["hallucination"]["bad"]
@@ -23,7 +24,8 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
 
     Per model: ROUGE-L and embedding cosine to chosen and rejected, which is closer (ties lose), answer words,
     hallucination (``vlm_dpo.eval.checks.coco.score``: ground truth when the row has one, else the COCO proxy),
-    attribute correctness (``attribute_correct``), and, when the row has ``logp``, the log-prob margin and the
+    attribute correctness (``attribute_correct``), the dodge probes (``vlm_dpo.eval.probes.answer_probes``, and
+    the row's ``no_minus_yes`` where it has one), and, when the row has ``logp``, the log-prob margin and the
     implicit DPO rewards (``vlm_dpo.eval.functional.dpo_rewards``, the base as reference; ``beta`` needed).
     ``cosine`` (texts_a, texts_b) -> similarities defaults to all-MiniLM-L6-v2 (``vlm_dpo.eval.embeddings``).
     """
@@ -31,6 +33,7 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
 
     from vlm_dpo.eval.checks.coco import score as hallucination_score
     from vlm_dpo.eval.functional import dpo_rewards
+    from vlm_dpo.eval.probes import answer_probes
 
     if cosine is None:
         from vlm_dpo.eval.embeddings import cosine
@@ -57,7 +60,10 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
                 "cosine_chosen": cos_chosen[k], "cosine_rejected": cos_rejected[k], "words": len(words(answer)),
                 "hallucination": hallucination_score(answer, row["chosen"], row["rejected"], row.get("ground_truth")),
                 "correct": attribute_correct(row["question"], answer, row.get("ground_truth")),
+                **answer_probes(row["question"], answer, row.get("ground_truth")),
             }
+            if model in row.get("no_minus_yes", {}):
+                scores["no_minus_yes"] = row["no_minus_yes"][model]
             scores["closer_rouge"] = scores["rouge_chosen"] > scores["rouge_rejected"]
             scores["closer_embedding"] = scores["cosine_chosen"] > scores["cosine_rejected"]
             if has_logp:

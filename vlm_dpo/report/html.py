@@ -1,4 +1,4 @@
-"""report.html: summary, plots, best improvements, worst regressions, then one card per pair.
+"""report.html: summary, dodge probes, plots, best improvements, worst regressions, then one card per pair.
 
 The page is rendered from ``templates/report.html`` (Jinja2, autoescape on: questions and answers come from data
 sets and models, so any HTML in them shows as text) with ``templates/report.css`` inlined. It is self-contained:
@@ -24,6 +24,7 @@ THUMBNAIL = 256  # longest edge of the pair images in the page, in pixels
 RUN_DETAILS = ("adapter", "model", "dataset", "split", "n", "beta", "max_new_tokens", "do_sample", "seed")
 HEADLINE = ("win_rate", "rewards_accuracies", "hallucination_rate", "proxy_hallucination_rate", "mean_answer_words")
 RANKED = 10  # pairs listed under best improvements and worst regressions
+PROBE_TYPES = ("exists", "count", "color", "describe")  # the dodge probes' table, in this order
 
 
 @lru_cache(maxsize=1)
@@ -76,6 +77,22 @@ def _summary(metrics: dict) -> list[dict]:
         if rows:
             out.append({"name": group, "rows": rows})
     return out
+
+
+def _probes(metrics: dict) -> list[dict]:
+    """One row per question type with a majority baseline: pairs, the baseline, then attribute accuracy and the share
+    of answers naming the asked object, base and tuned; an accuracy at or below the baseline is marked bad (a dodge
+    reaches it without looking)."""
+    rows = []
+    for qtype in PROBE_TYPES:
+        baseline = metrics.get(f"majority_baseline_{qtype}")
+        if baseline is None:
+            continue
+        accuracy = [metrics.get(f"{m}_attribute_accuracy_{qtype}") for m in MODELS]
+        rows.append({"type": qtype, "n": metrics[f"n_{qtype}"], "baseline": fmt(baseline),
+                     "accuracy": [(fmt(a), "bad" if a is not None and a <= baseline + 1e-9 else "") for a in accuracy],
+                     "names": [fmt(metrics.get(f"{m}_names_asked_object_{qtype}")) for m in MODELS]})
+    return rows
 
 
 def _agreement(metrics: dict) -> list[dict]:
@@ -151,7 +168,8 @@ def render_html(rows: list[dict], images: list, metrics: dict, plots: dict | Non
                 for key in HEADLINE if metrics.get(f"tuned_{key}") is not None]
     return _template().render(
         details=[(key, str(metrics[key])) for key in RUN_DETAILS if key in metrics],
-        headline=headline, metrics=metrics, summary=_summary(metrics), agreement=_agreement(metrics),
+        headline=headline, metrics=metrics, summary=_summary(metrics), probes=_probes(metrics),
+        agreement=_agreement(metrics),
         plots=[{"title": title, "uri": _data_uri(png), "caption": caption} for title, (png, caption) in
                (plots or {}).items()],
         rankings=[("best", "Best improvements", _ranking(rows, best)),

@@ -45,6 +45,15 @@ base model (the adapter switched off) and the tuned model answer every pair of a
 - **Attribute accuracy.** Whether a scene answer gets the asked colour, count, existence or whole scene right (an
   exact-answer pair: the final number). Questions the scene generator does not ask have type "other": their answers
   are checked for hallucinations but left out of attribute accuracy.
+- **Dodge probes.** A model can win scene pairs without looking: "Yes, there is a <some object in the image>" to
+  every existence question, "There is one" to every count. On the pairs with a scene (`vlm_dpo.eval.probes`), for
+  base and tuned alike: the share of existence answers that say yes; the accuracy on adversarial absent objects
+  (the asked colour and the asked shape are both in the scene, on different objects: POPE's adversarial setting,
+  Li et al. 2023); the share of answers that name the asked object; the AUROC (Hanley and McNeil 1982) of
+  log p("No") - log p("Yes") at the first answer token against the truth, from one forward per existence prompt
+  (the prompt rendered as for generation; the two tokens are the first of a "Yes, ..." and a "No, ..." answer
+  tokenised as the given answers are); and, per question type, the majority baseline: the accuracy of always giving
+  the most common true answer, which a dodge reaches. Attribute accuracy at or below it is no evidence of looking.
 
 Every metric is written three times: `base_KEY`, `tuned_KEY` and `delta_KEY` (tuned - base); `null` where it
 does not apply (no log-probs, no pair with ground truth, nothing mentioned). "Better" says which way an
@@ -54,6 +63,9 @@ Sources:
 
 - ROUGE-L: Lin 2004, "ROUGE: A Package for Automatic Evaluation of Summaries", Text Summarization Branches Out.
 - CHAIR: Rohrbach et al. 2018, "Object Hallucination in Image Captioning", EMNLP.
+- POPE: Li et al. 2023, "Evaluating Object Hallucination in Large Vision-Language Models", EMNLP.
+- AUROC: Hanley and McNeil 1982, "The Meaning and Use of the Area under a Receiver Operating Characteristic (ROC)
+  Curve", Radiology.
 - DPO implicit reward: Rafailov et al. 2023, "Direct Preference Optimization: Your Language Model is Secretly a
   Reward Model", NeurIPS.
 """
@@ -71,6 +83,7 @@ def render() -> str:
         parts += [f"| `{m.key}` | {_cell(m.label)} | {_BETTER[m.direction]} | {_cell(m.meaning)} | "
                   f"{f'`{m.trl}`' if m.trl else ''} |\n" for m in members]
     per_type = ", ".join(f"`{m.key}`" for m in METRICS if m.per_type)
+    per_type_counts = ", ".join(f"`{c.key}`" for c in COUNTS if c.per_type)
     copied = ", ".join(f"`{m.key}`" for m in METRICS if m.in_eval_results)
     parts.append(f"""
 ## Per question type
@@ -78,9 +91,10 @@ def render() -> str:
 Over the pairs with ground truth, grouped by question type (`describe`, `color`, `count`, `exists`, `other`):
 
 - `n_TYPE`: pairs of the type;
-- `base_KEY_TYPE`, `tuned_KEY_TYPE` for {per_type}.
+- `base_KEY_TYPE`, `tuned_KEY_TYPE` for {per_type};
+- `KEY_TYPE` for {per_type_counts}.
 
-## Counts
+## Counts and baselines
 
 | key | meaning |
 |---|---|
@@ -97,7 +111,7 @@ A training run writes TRL's held-out metrics before (`base_*`) and after (`tuned
 it also writes a report, it copies from it (`vlm_dpo.eval.registry.eval_results_metrics`), nulls left out:
 
 - {copied}: base, tuned and delta, and per question type where there is one;
-- {", ".join(f"`{c.key}`" for c in COUNTS if c.in_eval_results)};
+- {", ".join(f"`{c.key}`" for c in COUNTS if c.in_eval_results)} (and per question type where there is one);
 - `n_report_pairs` (the report's `n`).
 """)
     return "".join(parts)

@@ -70,8 +70,12 @@ def test_eval_results_metrics_copies_the_marked_metrics_without_nulls():
         "delta_hallucination_rate": 1.0, "delta_hallucination_mention_rate": 1.0, "delta_attribute_accuracy": -1.0,
         "base_hallucination_rate_color": 0.0, "base_attribute_accuracy_color": 1.0,
         "tuned_hallucination_rate_color": 1.0, "tuned_attribute_accuracy_color": 0.0,
+        "base_names_asked_object": 1.0, "tuned_names_asked_object": 1.0, "delta_names_asked_object": 0.0,
+        "base_names_asked_object_color": 1.0, "tuned_names_asked_object_color": 1.0,
+        "majority_baseline": 1.0, "majority_baseline_color": 1.0,
         "n_report_pairs": 1,
-    }  # no proxy rates (null: no pair without ground truth), no rewards_* (eval_results.json has TRL's)
+    }  # no proxy rates (null: no pair without ground truth), no rewards_* (eval_results.json has TRL's), no
+    # existence probes (no existence question)
 
 
 def test_empty_split_is_a_clear_error():

@@ -8,12 +8,16 @@ import pytest
 from data_prep.synthetic.scenes import generate_rows
 from vlm_dpo.eval.checks.scenes import (
     QUESTION_TYPES,
+    affirms,
     answer_correct,
     answer_mentions,
+    asked,
     check_mentions,
     hallucinated,
+    names_asked_object,
     question_type,
     scene_score,
+    true_answer,
 )
 
 
@@ -169,3 +173,35 @@ def test_check_mentions_judges_every_claim_in_order():
     assert check_mentions("There is one red circle, a green square and no triangles. Blue.", THREE) == [
         ("1 red circle", False), ("green square", True), ("no triangles", False), ("blue", False)]
     assert check_mentions("Yes.", THREE) == []
+
+
+def test_asked_and_true_answer():
+    assert asked("Is there a green triangle?") == ("exists", "green", "triangle")
+    assert asked("How many squares are there?") == ("count", None, "square")
+    assert asked("What colour is the circle?") == ("color", None, "circle")
+    assert asked("Describe the image.") == ("describe", None, None) and asked("Why?") == ("other", None, None)
+    assert true_answer("Is there a blue square?", THREE) is True and true_answer("Is there a red square?", THREE) is False
+    assert true_answer("How many squares are there?", THREE) == 2
+    assert true_answer("What color is the square?", json.dumps(THREE)) == frozenset({"blue"})
+    assert true_answer("Describe the image.", THREE) == frozenset({(("red", "circle"), 1), (("blue", "square"), 2)})
+    assert true_answer("Why?", THREE) is None
+
+
+@pytest.mark.parametrize(
+    "question, answer, says_yes, names",
+    [
+        ("Is there a red square?", "Yes, there is a red circle.", True, False),  # yes, about another object
+        ("Is there a red square?", "No, there is no red square.", False, True),
+        ("Is there a red square?", "There is a square.", True, True),  # an uncoloured square affirms it
+        ("Is there a red square?", "There are no squares.", False, True),
+        ("Is there a red square?", "There is a blue square.", None, False),  # another colour: neither
+        ("Is there a red square?", "Maybe.", None, False),
+        ("How many squares are there?", "There is one.", None, False),
+        ("How many squares are there?", "There are two blue squares.", None, True),
+        ("What color is the square?", "Blue.", None, False),
+        ("Describe the image.", "Yes, there is a square.", None, None),
+    ],
+)
+def test_affirms_and_names_asked_object(question, answer, says_yes, names):
+    assert affirms(question, answer) is says_yes
+    assert names_asked_object(question, answer) is names

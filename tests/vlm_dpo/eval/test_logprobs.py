@@ -59,6 +59,30 @@ def test_answer_logprobs_match_trl_collator(tiny_peft):
         answer_logprobs(model, processor, images, questions, chosen, use_adapter=False)[0], abs=1e-3)
 
 
+def test_next_token_logprobs_match_one_unpadded_forward(tiny_peft):
+    """The batched, left-padded prompt forward scores a first answer token as one prompt alone does; the token is the
+    first one ``answer_set_logprobs`` scores (the first of what the whole exchange adds after the prompt)."""
+    from data_prep.chat import completion, render
+    from vlm_dpo.eval.logprobs import first_answer_tokens, next_token_logprobs
+
+    model, processor = tiny_peft
+    images = [Image.new("RGB", (40, 30), "red"), Image.new("RGB", (64, 64), "blue"), Image.new("RGB", (20, 50), "green")]
+    questions = ["Is there a red circle?", "Is there a blue square in the middle of the image?", "Is there a cat?"]
+    tokens = [first_answer_tokens(processor, q, ["Yes, there is one.", "No, there is none."]) for q in questions]
+    whole = render(processor, questions[0], "Yes, there is one.")
+    assert tokens[0][0] == processor.tokenizer(completion(render(processor, questions[0]), whole),
+                                               add_special_tokens=False)["input_ids"][0]
+    tokens = [[ids[0], 7, 11] for ids in tokens]  # any tokens: the tiny tokenizer starts both answers with a space
+    for use_adapter in (True, False):
+        got = next_token_logprobs(model, processor, images, questions, tokens, batch_size=2, use_adapter=use_adapter)
+        for image, question, ids, values in zip(images, questions, tokens, got):
+            inputs = processor(text=[render(processor, question)], images=[[image]], add_special_tokens=False,
+                               return_tensors="pt")
+            with torch.inference_mode(), (model.disable_adapter() if not use_adapter else torch.enable_grad()):
+                expected = model(**inputs).logits[0, -1].float().log_softmax(-1)[ids]
+            assert values == pytest.approx(expected.tolist(), abs=1e-4)
+
+
 def test_external_sentences_are_stable_prose():
     from vlm_dpo.eval.logprobs import external_sentences
 

@@ -12,7 +12,7 @@ def test_doc_lists_every_metric_and_count_with_its_sources():
     text = render()
     for entry in (*METRICS, *COUNTS):
         assert f"| `{entry.key}` |" in text, entry.key
-    for source in ("Lin 2004", "Rohrbach et al. 2018", "Rafailov et al. 2023"):
+    for source in ("Lin 2004", "Rohrbach et al. 2018", "Rafailov et al. 2023", "Li et al. 2023", "Hanley and McNeil"):
         assert source in text
 
 

@@ -159,3 +159,27 @@ def test_training_summary_lists_registry_metrics_from_eval_results(tmp_path):
     assert "rewards_accuracies                      0.0000      0.6250" in lines
     assert f"Report: {tmp_path}/report/report.html" in lines
     assert lines[-1] == f'Next: python infer.py --adapter {tmp_path} --prompt "YOUR QUESTION"'  # no processor: text
+
+
+def test_report_shows_the_dodge_probes_per_question_type():
+    def row(question, base, tuned):
+        return {"question": question, "chosen": base, "rejected": "There is a green star.", "base": base,
+                "tuned": tuned, "ground_truth": SCENE}
+
+    rows = score_pairs([row("Is there a red circle?", "Yes, there is a red circle.", "Yes, there is a red circle."),
+                        row("Is there a blue circle?", "No, there is no blue circle.", "Yes, there is a red circle."),
+                        row("How many circles are there?", "There is one circle in the image.", "There is one.")],
+                       cosine=jaccard)
+    metrics = compare(rows)
+    page = render_html(rows, [None] * 3, metrics)
+    assert 'href="#probes"' in page and 'id="probes"' in page
+    # exists: yes and no, so always-yes gets 0.5; the tuned dodge gets exactly that (marked), base gets both right
+    assert ('<tr><td>exists</td><td>2</td><td>0.500</td><td class="">1.000</td><td class="bad">0.500</td>'
+            '<td>1.000</td><td>0.500</td></tr>') in page
+    # one count question: the baseline is 1, so no accuracy shows looking; "There is one." names no circle
+    assert ('<tr><td>count</td><td>1</td><td>1.000</td><td class="bad">1.000</td><td class="bad">0.000</td>'
+            '<td>1.000</td><td>0.000</td></tr>') in page
+    assert "on other objects): 0;" in page  # no blue anywhere: the absent blue circle is not adversarial
+    assert "<td>yes ratio, existence</td><td>0.500</td><td>1.000</td>" in page  # in the summary table
+    no_scene = score_pairs(hand_rows()[1:], beta=0.5, cosine=jaccard)
+    assert 'id="probes"' not in render_html(no_scene, [None], compare(no_scene))

@@ -1,5 +1,6 @@
 """Check answers about synthetic scenes against their ground truth: what an answer claims, whether it is false,
-whether it gets the asked attribute right.
+whether it gets the asked attribute right, whether it says yes or names the asked object (for the dodge probes,
+``vlm_dpo.eval.probes``).
 
 The scenes come from ``data_prep.synthetic.scenes``; each held-out pair carries its scene as JSON
 (``ground_truth``), so every generated answer can be checked exactly.
@@ -126,48 +127,91 @@ _QUESTIONS = {
 QUESTION_TYPES = (*_QUESTIONS, "other")
 
 
+def asked(question: str) -> tuple[str, str | None, str | None]:
+    """``(question type, asked colour, asked shape)``: the colour of an existence question, the shape of an existence,
+    colour or count question, else None; ``("other", None, None)`` for any question the generator does not ask."""
+    text = question.strip().lower()
+    for qtype, pattern in _QUESTIONS.items():
+        match = pattern.fullmatch(text)
+        if match is None:
+            continue
+        if qtype == "exists":
+            return qtype, match.group(1), _SHAPE_WORDS.get(match.group(2), match.group(2))
+        if qtype == "count":
+            return qtype, None, _SHAPE_WORDS.get(match.group(1) + "s", match.group(1))
+        return qtype, None, _SHAPE_WORDS.get(match.group(1), match.group(1)) if qtype == "color" else None
+    return "other", None, None
+
+
 def question_type(question: str) -> str:
     """"describe", "color", "count" or "exists" for the generator's questions; "other" for any other."""
-    for qtype, pattern in _QUESTIONS.items():
-        if pattern.fullmatch(question.strip().lower()):
-            return qtype
-    return "other"
+    return asked(question)[0]
+
+
+def true_answer(question: str, ground_truth: str | dict):
+    """What a right answer to a generator question says about the scene, hashable so that answers can be counted:
+    describe: frozenset of ((colour, shape), number); color: frozenset of the asked shape's colours; count: the
+    number of the asked shape; exists: whether the asked (colour, shape) is there. None for type "other"."""
+    scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
+    objs, (qtype, color, shape) = scene["objects"], asked(question)
+    if qtype == "describe":
+        return frozenset(Counter((o["color"], o["shape"]) for o in objs).items())
+    if qtype == "color":
+        return frozenset(o["color"] for o in objs if o["shape"] == shape)
+    if qtype == "count":
+        return sum(o["shape"] == shape for o in objs)
+    if qtype == "exists":
+        return any(o["color"] == color and o["shape"] == shape for o in objs)
+    return None
+
+
+def affirms(question: str, answer: str) -> bool | None:
+    """Whether an answer to an existence question says the asked object is there: its leading yes or no, else
+    whether its first mention of the asked shape (uncoloured or in the asked colour) has a count other than 0.
+    None when it says neither, or for other questions."""
+    qtype, color, shape = asked(question)
+    if qtype != "exists":
+        return None
+    first = (_TOKEN.findall(answer.lower()) or [""])[0]
+    if first in ("yes", "no"):
+        return first == "yes"
+    said = [m["count"] != 0 for m in answer_mentions(answer)["objects"]
+            if m["shape"] == shape and m["color"] in (None, color)]
+    return said[0] if said else None
+
+
+def names_asked_object(question: str, answer: str) -> bool | None:
+    """Whether an answer names the object asked about: the asked shape (for an existence question uncoloured or in
+    the asked colour), with any count. None for questions that ask about no object (describe, other)."""
+    qtype, color, shape = asked(question)
+    if qtype not in ("exists", "color", "count"):
+        return None
+    return any(m["shape"] == shape and (qtype != "exists" or m["color"] in (None, color))
+               for m in answer_mentions(answer)["objects"])
 
 
 def answer_correct(question: str, answer: str, ground_truth: str | dict) -> bool:
-    """True if the answer gets the attribute the question asks about right.
+    """True if the answer gets the attribute the question asks about right (``true_answer``).
 
     - describe: the (colour, shape) groups named, with their counts ("a" = one), are exactly the scene's;
     - color: the colours named for the asked shape (or, if none is bound to it, all colours named)
       are exactly the object's colour;
     - count: the number given for the asked shape ("no" = 0, "a"/"the" = 1) is the true count;
-    - exists: the leading yes/no (else whether the answer denies the object) matches the scene.
+    - exists: the leading yes/no (else whether the answer denies the object) matches the scene (``affirms``).
     Other questions (type "other") raise ValueError: there is no attribute to check.
     """
-    scene = json.loads(ground_truth) if isinstance(ground_truth, str) else ground_truth
-    objs, mentions, qtype = scene["objects"], answer_mentions(answer), question_type(question)
-    match = _QUESTIONS.get(qtype, re.compile("")).fullmatch(question.strip().lower())
+    truth, (qtype, _, shape) = true_answer(question, ground_truth), asked(question)
+    mentions = answer_mentions(answer)
     if qtype == "describe":
-        truth = Counter((o["color"], o["shape"]) for o in objs)
         named = Counter()
         for m in mentions["objects"]:
             named[(m["color"], m["shape"])] += 1 if m["count"] is None else m["count"]
-        return +named == truth  # "+" drops zero counts ("no triangles")
+        return frozenset((+named).items()) == truth  # "+" drops zero counts ("no triangles")
     if qtype == "color":
-        shape = _SHAPE_WORDS.get(match.group(1), match.group(1))
         colors = {m["color"] for m in mentions["objects"] if m["shape"] == shape and m["color"]}
-        colors = colors or set(mentions["loose_colors"])
-        return colors == {o["color"] for o in objs if o["shape"] == shape}
+        return (colors or set(mentions["loose_colors"])) == truth
     if qtype == "count":
-        shape = _SHAPE_WORDS.get(match.group(1) + "s", match.group(1))
-        counts = {1 if m["count"] is None else m["count"] for m in mentions["objects"] if m["shape"] == shape}
-        return counts == {sum(o["shape"] == shape for o in objs)}
+        return {1 if m["count"] is None else m["count"] for m in mentions["objects"] if m["shape"] == shape} == {truth}
     if qtype == "exists":
-        color, shape = match.group(1), _SHAPE_WORDS.get(match.group(2), match.group(2))
-        truth = any(o["color"] == color and o["shape"] == shape for o in objs)
-        first = (_TOKEN.findall(answer.lower()) or [""])[0]
-        if first in ("yes", "no"):
-            return (first == "yes") == truth
-        said = [m["count"] != 0 for m in mentions["objects"] if m["shape"] == shape and m["color"] in (None, color)]
-        return bool(said) and said[0] == truth
+        return affirms(question, answer) == truth
     raise ValueError(f"Not one of the generator's questions: {question!r}")
