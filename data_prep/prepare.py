@@ -36,9 +36,10 @@ def prepare(input: str, output_dir: str | Path, processor_name: str | None = Non
     image size it trains at; None means no token budget, so ``max_length`` / ``max_prompt_length`` /
     ``max_completion_length`` need one. ``processor_name`` is only recorded in the report. A test split in the
     input is kept as is; otherwise ``test_size`` of the kept rows are held out, grouped by image content so
-    that no image is in both splits (text pairs: by prompt; rows with a ``group`` column: by group). ``max_prompt_length`` / ``max_completion_length``
-    cut text pairs to these many tokens (``budget.TokenBudget.clip``). Image paths in the rows resolve against
-    the input's folder and must stay inside it or inside ``image_root`` (``images.row_image``).
+    that no image is in both splits (text pairs: by prompt; rows with a ``group`` column: by group).
+    ``max_prompt_length`` / ``max_completion_length`` cut text pairs to these many tokens
+    (``budget.TokenBudget.clip``). Image paths in the rows resolve against the input's folder and must stay
+    inside it or inside ``image_root`` (``images.row_image``).
     Raises ``InputError`` (a ``UserError``) for an option out of range and when no row is kept.
     """
     import datasets

@@ -103,7 +103,7 @@ def load(args, run_config):
 def run_prompts(args, run_config) -> int:
     """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
     model, processor, _ = load(args, run_config)
-    base, tuned = answer_both(model, processor, None, args.prompt, args)
+    base, tuned = answer_both(model, processor, None, args.prompt, args, run_config)
     results = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(args.prompt, base, tuned)]
     return show(results, args.json, lambda result: result["prompt"])
 
@@ -114,19 +114,21 @@ def run_images(args, run_config) -> int:
 
     images = [open_image(path, run_config.get("image_longest_edge")) for path in args.image]  # before loading
     model, processor, _ = load(args, run_config)
-    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args)
+    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args, run_config)
     results = [{"image": path, "question": args.question, "base": b, "tuned": t}
                for path, b, t in zip(args.image, base, tuned)]
     return show(results, args.json, lambda result: f"[{result['image']}] {result['question']}")
 
 
-def answer_both(model, processor, images, questions, args) -> tuple[list[str], list[str]]:
-    """The base (adapter off) and the tuned model answer the same questions."""
+def answer_both(model, processor, images, questions, args, run_config) -> tuple[list[str], list[str]]:
+    """The base (adapter off) and the tuned model answer the same questions; the tuned model of a Chain of Hindsight
+    run after the positive phrase its run_config.yaml records, its answer cut before the negative one."""
     from vlm_dpo.eval.generate import generate_answers
+    from vlm_dpo.training.methods.coh import generation_options
 
     options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
-    return base, generate_answers(model, processor, images, questions, **options)
+    return base, generate_answers(model, processor, images, questions, **options, **generation_options(run_config))
 
 
 def show(results: list[dict], as_json: bool, heading) -> int:

@@ -45,17 +45,20 @@ def load_tuned(adapter_dir: str | Path, model: str | None = None):
 
 
 def generate_answers(model, processor, images, questions, *, max_new_tokens: int = 64, batch_size: int = 4,
-                     use_adapter: bool = True, do_sample: bool = False, seed: int = 0) -> list[str]:
+                     use_adapter: bool = True, do_sample: bool = False, seed: int = 0, answer_prefix: str | None = None,
+                     stop_at: str | None = None) -> list[str]:
     """Answer each question (about the image at the same index) and return the stripped answers.
 
     ``images`` is a list of PIL images, or ``None`` for a text-only model whose ``processor`` is a
     tokenizer. Prompts are padded on the left so that every row's new tokens start at the same column.
     ``use_adapter=False`` answers with the base model (the adapter disabled for the call).
+    ``answer_prefix``: the answer's first words, given to the model (``prompt_with_answer_start``), not returned;
+    ``stop_at``: the answer is cut before this text. A Chain of Hindsight run is asked this way, with its feedback
+    phrases (``vlm_dpo.training.methods.coh.generation_options``).
     """
     import torch
     from tqdm.auto import tqdm
 
-    from data_prep.chat import render
     from vlm_dpo.models import is_vision_processor
 
     vision = is_vision_processor(processor)
@@ -69,7 +72,7 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
     with adapter_off, torch.inference_mode():
         for start in tqdm(range(0, len(questions), batch_size), desc="tuned" if use_adapter else "base"):
             batch_questions = questions[start:start + batch_size]
-            texts = [render(processor, question) for question in batch_questions]
+            texts = [prompt_with_answer_start(processor, question, answer_prefix) for question in batch_questions]
             kwargs = {"images": [[image] for image in images[start:start + batch_size]]} if vision else {}
             # The rendered template already holds the special tokens; do not add a second BOS.
             inputs = processor(text=texts, return_tensors="pt", padding=True, padding_side="left",
@@ -77,5 +80,18 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
             output = model.generate(**inputs, max_new_tokens=max_new_tokens, do_sample=do_sample,
                                     pad_token_id=tokenizer.pad_token_id)
             new_tokens = output[:, inputs["input_ids"].shape[1]:]
-            answers += [text.strip() for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
+            texts = tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+            answers += [(text.split(stop_at)[0] if stop_at else text).strip() for text in texts]
     return answers
+
+
+def prompt_with_answer_start(processor, question: str, answer_start: str | None = None) -> str:
+    """The generation prompt, followed by ``answer_start`` laid out as the chat template lays out an answer that
+    begins with it (SmolVLM's template, for one, puts a space between "Assistant:" and the answer)."""
+    from data_prep.chat import completion, render
+
+    prompt = render(processor, question)
+    if not answer_start:
+        return prompt
+    answer = completion(prompt, render(processor, question, f"{answer_start} ..."))
+    return prompt + answer[:answer.index(answer_start) + len(answer_start)]

@@ -63,6 +63,12 @@ class DataArguments:
                   "OUTPUT_DIR/report/ (report.html, metrics.json, plots); 0 skips the report."},
     )
     report_max_new_tokens: int = field(default=48, metadata={"help": "Longest generated answer in that report."})
+    own_negatives: bool = field(
+        default=False,
+        metadata={"help": "Before training, the base model answers every training question that has a ground truth "
+                  "(synthetic scenes, arithmetic); each answer the checker finds wrong is added as a pair, the "
+                  "chosen answer against it (vlm_dpo.training.own_negatives; answers cached per base model)."},
+    )
     image_root: str | None = field(
         default=None,
         metadata={"help": "allow image paths under this folder; by default relative image paths resolve against the "
@@ -86,8 +92,9 @@ class DataArguments:
 
 @dataclass
 class TrainConfig(DPOConfig):
-    """TRL's DPOConfig plus DDPO's gamma and fast_dpo. ``bf16`` left unset means bf16 on CUDA and float32 on the
-    CPU; ``bf16: true`` on a CPU with AMX (native bf16 matrix units) trains under bf16 autocast, ~2x faster there."""
+    """TRL's DPOConfig plus DDPO's gamma, fast_dpo and the training method. ``bf16`` left unset means bf16 on CUDA
+    and float32 on the CPU; ``bf16: true`` on a CPU with AMX (native bf16 matrix units) trains under bf16 autocast,
+    ~2x faster there."""
 
     ddpo_gamma: float = field(
         default=5.0,
@@ -104,6 +111,21 @@ class TrainConfig(DPOConfig):
                   "and metrics as TRL's DPOTrainer; where it cannot apply (vision side trained, no LoRA, other "
                   "library versions, ...) it says why and runs TRL's plain path. loss_type ddpo takes it too."},
     )
+    method: str = field(
+        default="dpo",
+        metadata={"help": "How to train (docs/methods.md): dpo (the losses of loss_type), sft (TRL's SFTTrainer on "
+                  "the chosen answers), sft_then_dpo (SFT, then DPO against the SFT model), coh (Chain of "
+                  "Hindsight: both answers after feedback phrases). Every method gets the same held-out evaluation."},
+    )
+    sft_steps: int | None = field(
+        default=None,
+        metadata={"help": "method sft_then_dpo: optimizer steps of the SFT stage; the DPO stage runs the rest of the "
+                  "budget (max_steps, or the steps num_train_epochs makes). Default: half, rounded down."},
+    )
+    coh_positive: str = field(default="A helpful answer:", metadata={
+        "help": "method coh: the phrase before the chosen answer, and what the tuned model is prompted with."})
+    coh_negative: str = field(default="An unhelpful answer:", metadata={
+        "help": "method coh: the phrase before the rejected answer; generations are cut before it."})
 
     def __post_init__(self):
         import torch
@@ -113,6 +135,9 @@ class TrainConfig(DPOConfig):
         if self.activation_checkpointing is None:
             self.activation_checkpointing = self.gradient_checkpointing
         self._check_losses()
+        from vlm_dpo.training.methods import check_method
+
+        check_method(self)
         for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size"):
             value = getattr(self, name)
             if value is not None and value < 1:

@@ -4,9 +4,6 @@ reference log-probs computed once. Plain TRL DPOTrainer is the reference for eve
 import json
 import logging
 import math
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -206,6 +203,82 @@ def test_base_evaluation_runs_one_forward_per_batch_and_matches_plain_trl(vision
     assert len(passes) == math.ceil(len(vision_pairs) / 4)
 
 
+# --------------------------------------------------------------------------- the LM head on the answers only
+
+
+def test_lm_head_projects_the_answer_positions_only_with_the_same_numbers(vision_pairs, tmp_path, monkeypatch):
+    """TRL's fused head on the CPU projects every position of a row onto the vocabulary; the packed forward hands it
+    only the positions that predict an answer token (one per answer token), and loss and metrics stay the same."""
+    import trl.trainer.utils
+
+    rows = []
+    kernel = trl.trainer.utils._ChunkedLogProbFunction
+
+    class Counting:
+        @staticmethod
+        def apply(hidden, *args):
+            rows.append(hidden.size(0))
+            return kernel.apply(hidden, *args)
+
+    monkeypatch.setattr(trl.trainer.utils, "_ChunkedLogProbFunction", Counting)
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path)
+    batch = trainer._prepare_inputs(trainer.data_collator([vision_pairs[i] for i in range(4)]))
+    packed = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["completion_mask"], 0)
+    answer_tokens = sum(c + r for _, c, r in packed.lengths)
+    results = {}
+    for answers_only in (False, True):
+        monkeypatch.setattr(fast_dpo.PackedModel, "answers_only", answers_only)
+        trainer._ref_cache, rows[:] = None, []
+        loss = trainer.compute_loss(trainer.model, batch)
+        loss.backward()
+        grads = [p.grad.clone() for p in trainer.model.parameters() if p.grad is not None]
+        trainer.model.zero_grad()
+        results[answers_only] = loss.item(), grads, dict(trainer._metrics["train"])
+        trainer._metrics["train"].clear()
+        # the reference forward, then the policy's
+        assert rows == [answer_tokens if answers_only else packed.input_ids.numel()] * 2
+    assert answer_tokens < packed.input_ids.numel() / 2
+    assert results[True][0] == pytest.approx(results[False][0], abs=1e-6)
+    for every, only in zip(results[False][1], results[True][1], strict=True):
+        torch.testing.assert_close(only, every, rtol=1e-4, atol=1e-6)
+    metrics = [{k: v[-1] for k, v in results[key][2].items() if k != "num_tokens"} for key in (False, True)]
+    assert_same_numbers([metrics[0] | {"loss": 0}], [metrics[1] | {"loss": 0}])  # num_tokens: a running total
+
+
+# --------------------------------------------------------------------------- per-pair evaluation log-probs
+
+
+def test_evaluation_keeps_each_pairs_log_probs_as_the_report_would_compute_them(vision_pairs, tmp_path):
+    """After a few steps (the adapter no longer zero), ``eval_pair_logps`` holds every held-out pair's summed chosen
+    and rejected log-probs and token counts, in eval-set order, as ``answer_set_logprobs`` gives them; batches of 5
+    over 12 pairs leave a short last batch. Each evaluation starts afresh."""
+    from data_prep.chat import message_text
+    from vlm_dpo.eval.logprobs import answer_set_logprobs
+
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path, max_steps=2, per_device_eval_batch_size=5)
+    assert trainer.eval_pair_logps is None
+    trainer.train()
+    trainer.evaluate()
+    kept = trainer.eval_pair_logps
+    assert sorted(kept) == ["chosen", "chosen_tokens", "rejected", "rejected_tokens"]
+    assert all(len(values) == len(vision_pairs) for values in kept.values())
+
+    model = trainer.accelerator.unwrap_model(trainer.model).eval()
+    images = [row["images"][0].convert("RGB") for row in vision_pairs]
+    questions = [message_text(row["prompt"]) for row in vision_pairs]
+    answers = [[message_text(row[side]) for row in vision_pairs] for side in ("chosen", "rejected")]
+    (chosen, chosen_tokens), (rejected, rejected_tokens) = answer_set_logprobs(
+        model, trainer.processing_class, images, questions, answers, batch_size=4)
+    assert kept["chosen_tokens"] == chosen_tokens and kept["rejected_tokens"] == rejected_tokens
+    assert kept["chosen"] == pytest.approx(chosen, abs=1e-3)
+    assert kept["rejected"] == pytest.approx(rejected, abs=1e-3)
+    assert min(rejected) < -1  # real sums, not zeros
+
+    trainer.evaluate()  # reset, not appended to
+    assert len(trainer.eval_pair_logps["chosen"]) == len(vision_pairs)
+    assert trainer.eval_pair_logps["chosen"] == pytest.approx(kept["chosen"], abs=1e-5)
+
+
 # --------------------------------------------------------------------------- a reference cache that cannot lie
 
 
@@ -307,15 +380,3 @@ def test_ddpo_recipe_takes_the_packed_path(prepared, tmp_path):
                           "--loss_type", "ddpo", "--dataset_name", str(prepared)])
     assert type(trainer).__name__ == "FastDDPOTrainer"
     assert math.isfinite(logged(trainer)[0]["loss"])
-
-
-# --------------------------------------------------------------------------- benchmark script
-
-
-def test_benchmark_smoke_prints_json_last(tmp_path):
-    env = {**os.environ, "VLM_DPO_CACHE": str(tmp_path), "TQDM_DISABLE": "1"}
-    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/dpo_throughput.py"), "--smoke"], capture_output=True,
-                         text=True, env=env, timeout=300)
-    assert run.returncode == 0, run.stderr[-2000:]
-    summary = json.loads(run.stdout.strip().splitlines()[-1])
-    assert summary["max_loss_diff"] <= 1e-4 and summary["speedup"] > 0 and summary["trl"]["steps"] == 6

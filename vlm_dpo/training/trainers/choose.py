@@ -19,9 +19,10 @@ logger = logging.getLogger(__name__)
 VISION_MODEL_TYPES = ("idefics3", "smolvlm")  # one pixel row per sample, get_image_features, mm_encoder_outputs
 
 
-def choose_trainer(args, model, peft_config, train_dataset) -> tuple[type, str | None]:
+def choose_trainer(args, model, peft_config, train_dataset, role: str = "this run") -> tuple[type, str | None]:
     """The trainer class for this run (FastDPOTrainer, TRL's DPOTrainer, or DDPO's packed or plain trainer) and,
-    when TRL's plain path runs, why."""
+    when TRL's plain path runs, why. ``role`` names what it serves in that log line (the held-out evaluation of an
+    SFT run, the DPO stage of sft_then_dpo)."""
     from trl import DPOTrainer
 
     from vlm_dpo.training.trainers.ddpo import DDPOTrainer, FastDDPOTrainer
@@ -34,8 +35,18 @@ def choose_trainer(args, model, peft_config, train_dataset) -> tuple[type, str |
     if reason is None:
         return (FastDDPOTrainer if dense else FastDPOTrainer), None
     log = logger.warning if args.fast_dpo else logger.info  # off: as asked, nothing to warn about
-    log("fast_dpo: %s, so this run takes TRL's plain DPOTrainer path.", reason)
+    log("fast_dpo: %s, so %s takes TRL's plain DPOTrainer path.", reason, role)
     return (DDPOTrainer if dense else DPOTrainer), reason
+
+
+def note_sft_path(args, stage: str) -> None:
+    """SFT (methods sft and coh, the first stage of sft_then_dpo) trains through TRL's SFTTrainer: the packed path
+    packs preference pairs, so it has nothing to pack there; it still serves the run's DPO parts. Said as a
+    warning, like any other place where fast_dpo is asked for and does not apply."""
+    if args.fast_dpo:
+        logger.warning("fast_dpo: the %s training runs TRL's SFTTrainer, which the packed path does not cover (it "
+                       "packs preference pairs); it serves the held-out DPO evaluation%s.", stage,
+                       " and the DPO stage" if args.method == "sft_then_dpo" else "")
 
 
 def check_ddpo_seam() -> None:

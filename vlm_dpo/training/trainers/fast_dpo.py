@@ -18,19 +18,25 @@ model only (``models.VLM_LORA_TARGETS``), most of that work is repeated:
    numbers; a pair's key is a hash of its tokens and pixels. Later epochs, evaluations and runs with the same base,
    data and settings reuse them, once the file has proven itself: every line carries a checksum, and the first
    batch a run would serve from the file is recomputed and compared.
+4. **The LM head on the answers only.** TRL's fused head projects every position of a row onto the vocabulary on a
+   CPU; a packed row is mostly prompt, so only the positions that predict an answer token go through it
+   (``answer_positions_only``).
+
+Each evaluation also leaves ``eval_pair_logps``: every held-out pair's summed chosen and rejected log-probs under the
+policy and their token counts, which a report then takes instead of scoring the answers again.
 
 The seam: TRL's ``_compute_loss`` calls ``model(**batch, fused_lm_head=True)`` and reads per-token fields laid
 out as its (2B, T-1) batch. We give it a stand-in for ``model`` that runs the packed forward and scatters the
 fields back to that layout, and the reference log-probs in the batch (TRL's ``precompute_ref_log_probs``
 contract), so TRL's loss code (every ``loss_type``, ``loss_weights``, ``ld_alpha``, f-divergences, WPO weights)
 and its metrics run unchanged. Per-token log-probs equal TRL's to float32 round-off
-(tests/vlm_dpo/training/test_fast_dpo.py). That seam is private to TRL, so the fast path runs only on the
-versions it was proven on (``vlm_dpo.training.compat``).
+(tests/vlm_dpo/training/test_fast_dpo.py). That seam is private to TRL (as is the switch of item 4), so the fast
+path runs only on the versions it was proven on (``vlm_dpo.training.compat``).
 
 Where the fast path does not apply (vision side trained, no PEFT adapter or a separate reference model, prompt
 learning, MoE aux loss, flash attention, FSDP/DeepSpeed, a VLM other than Idefics3/SmolVLM, other library
 versions), ``vlm_dpo.training.trainers.choose.choose_trainer`` says why and picks TRL's plain path instead; built
-directly, ``FastDPOTrainer`` refuses such a setup. Text-only models take the fast path (items 2 and 3).
+directly, ``FastDPOTrainer`` refuses such a setup. Text-only models take the fast path (items 2 to 4).
 
     trainer_cls, reason = choose_trainer(args, model, peft_config, train_dataset)
     trainer = trainer_cls(model=..., args=..., train_dataset=..., processing_class=..., peft_config=...)
@@ -41,9 +47,11 @@ from __future__ import annotations
 import json
 import logging
 from collections import OrderedDict
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import torch
+import trl.trainer.utils
 import xxhash
 from transformers.modeling_outputs import BaseModelOutputWithPooling
 from trl import DPOTrainer
@@ -56,6 +64,7 @@ from vlm_dpo.training.trainers.ref_cache import RefLogpCache, agrees
 logger = logging.getLogger(__name__)
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # per-token outputs of TRL's head
+PAIR_SIDES = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")  # FastDPOTrainer.eval_pair_logps
 
 
 @dataclass
@@ -116,14 +125,34 @@ def pack_pairs(input_ids, attention_mask, completion_mask, pad_token_id: int, dt
                        lengths)
 
 
+@contextmanager
+def answer_positions_only(enabled: bool = True):
+    """TRL's fused head projects only the positions it scores onto the vocabulary on Triton devices, and every
+    position elsewhere, to keep tile shapes fixed for compilers (``trl.trainer.utils``: ``compact``). Eager CPU
+    code recompiles nothing, and in a packed row only the answers are scored (a quarter of the positions on the
+    demo), so there the full-vocabulary projection, its backward and the softmax statistics did ~4x the work. This
+    lets the fused forward take its compact branch on the CPU too; the kernel's own device choice is untouched, and
+    each scored position's values come from the same computation."""
+    original = trl.trainer.utils._use_triton
+    if enabled:  # read there by the fused forward only, to choose ``compact``
+        trl.trainer.utils._use_triton = lambda device: device.type == "cpu" or original(device)
+    try:
+        yield
+    finally:
+        trl.trainer.utils._use_triton = original
+
+
 class PackedModel:
     """Stands in for the model in TRL's ``_compute_loss`` and ``compute_ref_log_probs``: their fused call runs the
     packed forward and gets TRL's layout back; any other call (TRL's deprecated ``return_outputs``) is the model's."""
+
+    answers_only = True  # project only the scored positions onto the vocabulary (False: TRL's CPU behaviour)
 
     def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None, reuse: bool = False,
                  scale: torch.Tensor | None = None):
         self.model, self.packed, self.features, self.scale = model, packed, features, scale
         self.reuse, self.output = reuse, None  # reuse: every fused call gives the same numbers, so run it once
+        self.answer_logps = None  # (2B,) summed log-probs of each answer (unweighted) of the last fused call
 
     def __call__(self, **kwargs):
         if not kwargs.get("fused_lm_head"):
@@ -135,8 +164,10 @@ class PackedModel:
                       position_ids=packed.position_ids, shift_labels=packed.shift_labels, fused_lm_head=True)
         if self.features is not None:  # a fresh dict: the model writes into it
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=self.features)}
-        outputs = self.model(**inputs)
+        with answer_positions_only(self.answers_only):
+            outputs = self.model(**inputs)
         fields = {name: packed.unpack(getattr(outputs, name)) for name in FIELDS}
+        self.answer_logps = fields["log_probs"].detach().float().sum(1)
         if self.scale is not None:  # per-token weights in TRL's layout (DDPO): TRL's sum is then the weighted one
             fields["log_probs"] = fields["log_probs"] * self.scale.to(fields["log_probs"].dtype)
         output = FusedCausalLMOutput(loss=outputs.loss, **fields)
@@ -184,6 +215,7 @@ class FastDPOTrainer(DPOTrainer):
         self.precompute_ref_logps = True  # the reference log-probs always arrive in the batch: ours, cached
         self.feature_cache = FeatureCache(self.feature_cache_bytes)
         self._ref_cache = None  # opened at the first batch: its file name hashes the reference weights
+        self.eval_pair_logps, self._pair_logps = None, None  # see evaluate()
         # Pad id from the public processing class (TRL set the tokenizer's pad token in place above).
         self._pad_token_id = getattr(self.processing_class, "tokenizer", self.processing_class).pad_token_id
         logger.info("fast_dpo: one vision pass per image, one prompt pass per pair, cached reference log-probs.")
@@ -199,7 +231,26 @@ class FastDPOTrainer(DPOTrainer):
         packed_model = PackedModel(model, packed, features, reuse=reuse, scale=self._token_scale(inputs))
         if "ref_chosen_logps" not in inputs:
             inputs = {**inputs, **self._reference_logps(inputs, packed, features, image_keys, packed_model)}
-        return super()._compute_loss(packed_model, inputs, return_outputs)
+        result = super()._compute_loss(packed_model, inputs, return_outputs)
+        if self._pair_logps is not None:
+            n = len(packed.lengths)
+            sums = packed_model.answer_logps.tolist()
+            self._pair_logps["chosen"] += sums[:n]
+            self._pair_logps["rejected"] += sums[n:]
+            self._pair_logps["chosen_tokens"] += [c for _, c, _ in packed.lengths]
+            self._pair_logps["rejected_tokens"] += [r for _, _, r in packed.lengths]
+        return result
+
+    def evaluate(self, *args, **kwargs):
+        """TRL's evaluation; it also leaves ``eval_pair_logps``: each held-out pair's summed log-probs of its chosen
+        and rejected answer under the policy, and their token counts, lists in eval-set order (``PAIR_SIDES``), so
+        that a report needs no second pass for them. None with several processes, whose batches interleave."""
+        self.eval_pair_logps = None
+        self._pair_logps = {side: [] for side in PAIR_SIDES} if self.accelerator.num_processes == 1 else None
+        try:
+            return super().evaluate(*args, **kwargs)
+        finally:
+            self.eval_pair_logps, self._pair_logps = self._pair_logps, None
 
     def _token_scale(self, inputs) -> torch.Tensor | None:
         """Weights of the per-token log-probs in TRL's (2B, T-1) layout, or None (plain sums). DDPOTrainer's hook."""
