@@ -176,6 +176,7 @@ def run_dataset(args, run_config) -> int:
     """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
     from vlm_dpo.eval.compare import compare_on_dataset
     from vlm_dpo.report import summary_table
+    from vlm_dpo.training.methods.coh import generation_options
 
     data, split = read_pairs(args.dataset_name, args.dataset_test_split, args.limit)
     model, processor, run_config = load(args, run_config)
@@ -186,7 +187,7 @@ def run_dataset(args, run_config) -> int:
     metrics, metrics_path, html_path = compare_on_dataset(
         model, processor, data, args.output_dir, beta=float(run_config.get("beta", 0.1)),
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.do_sample, seed=args.seed,
-        run_dir=args.adapter, details=details)
+        run_dir=args.adapter, details=details, tuned_generation=generation_options(run_config))
     print(summary_table(metrics))
     print(f"metrics: {metrics_path}\nreport:  {html_path}")
     return 0

@@ -53,6 +53,13 @@ class Session:
         return float(self.run_config.get("beta", 0.1))  # TRL's default, as infer.py assumes
 
     @property
+    def tuned_generation(self) -> dict:
+        """How the tuned model is asked: a Chain of Hindsight run after its positive phrase, as infer.py asks it."""
+        from vlm_dpo.training.methods.coh import generation_options
+
+        return generation_options(self.run_config)
+
+    @property
     def context(self) -> int:
         """Tokens the model reads at most: its position table, or the tokenizer's limit where that is smaller."""
         text_config = self.model.config.get_text_config()
@@ -150,8 +157,10 @@ def ask(session: Session, image, question: str):
     images = [image] if session.vision else None
     for model in ("base", "tuned"):
         start = time.perf_counter()
+        tuned = model == "tuned"
         result[model] = generate_answers(session.model, session.processor, images, [question], batch_size=1,
-                                         max_new_tokens=session.max_new_tokens, use_adapter=model == "tuned")[0]
+                                         max_new_tokens=session.max_new_tokens, use_adapter=tuned,
+                                         **(session.tuned_generation if tuned else {}))[0]
         result[f"{model}_seconds"] = time.perf_counter() - start
         yield dict(result)
 
@@ -161,7 +170,9 @@ def judge(session: Session, image, question: str, chosen: str, rejected: str) ->
     (``vlm_dpo.eval.functional.dpo_rewards``, the base as reference, the run's beta: the training metrics'
     function) and which answer each model prefers. Per model: ``logp_chosen``, ``logp_rejected``,
     ``tokens_chosen``, ``tokens_rejected``, ``reward_chosen``, ``reward_rejected``, ``margin``, ``chosen_wins``
-    (margin > 0, as training counts a won pair) and ``prefers`` (the answer with the higher log-probability)."""
+    (margin > 0, as training counts a won pair) and ``prefers`` (the answer with the higher log-probability).
+    A Chain of Hindsight run's answers are scored after its positive phrase, by both models, as its training
+    evaluation scores them; a note says so."""
     import torch
 
     from vlm_dpo.eval.functional import dpo_rewards
@@ -175,14 +186,18 @@ def judge(session: Session, image, question: str, chosen: str, rejected: str) ->
         answers[side], tokens = _cut(session, text, session.context // 4)
         if tokens > session.context // 4:
             notes.append(f"The {side} answer has {tokens} tokens; only its first {session.context // 4} were scored.")
+    prefix = session.tuned_generation.get("answer_prefix")
+    scored = {side: f"{prefix} {text}" if prefix else text for side, text in answers.items()}
+    if prefix:
+        notes.append(f"A Chain of Hindsight run: both answers are scored after {prefix!r}.")
     # The longer answer, plus a few tokens for the template's end-of-turn markers, must fit after the prompt.
-    reserve = max(len(session.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in answers.values()) + 8
+    reserve = max(len(session.tokenizer(a, add_special_tokens=False)["input_ids"]) for a in scored.values()) + 8
     question, question_notes = fit_question(session, image, question, reserve)
     images = [image] if session.vision else None
     logps = {}
     for model in ("base", "tuned"):
         (c_sums, c_counts), (r_sums, r_counts) = answer_set_logprobs(
-            session.model, session.processor, images, [question], [[answers["chosen"]], [answers["rejected"]]],
+            session.model, session.processor, images, [question], [[scored["chosen"]], [scored["rejected"]]],
             batch_size=1, use_adapter=model == "tuned")
         logps[model] = {"logp_chosen": c_sums[0], "logp_rejected": r_sums[0], "tokens_chosen": c_counts[0],
                         "tokens_rejected": r_counts[0]}

@@ -19,7 +19,8 @@ from pathlib import Path
 
 def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: float, max_new_tokens: int = 64,
                        batch_size: int = 4, do_sample: bool = False, seed: int = 0, run_dir: str | Path | None = None,
-                       details: dict | None = None, given_logps: dict | None = None) -> tuple[dict, Path, Path]:
+                       details: dict | None = None, given_logps: dict | None = None,
+                       tuned_generation: dict | None = None) -> tuple[dict, Path, Path]:
     """Generate, score and report on ``data`` (a prepared split: ``prompt``, ``chosen``, ``rejected``, optional
     ``images`` and ``ground_truth``); returns ``(metrics, metrics_path, html_path)``.
 
@@ -29,6 +30,11 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     "chosen_tokens", "rejected_tokens"}}``, lists in ``data``'s row order; a model left out or None is computed
     here) are log-probs of the given answers already computed, by the training run's evaluation: they are taken
     as they are, and only the external text is scored.
+
+    ``tuned_generation``: how the tuned model is asked (``generate_answers``' ``answer_prefix`` / ``stop_at``): a
+    Chain of Hindsight run answers after its positive phrase (``vlm_dpo.training.methods.coh.generation_options``).
+    Every answer is then scored after that phrase, by both models, as the run's held-out evaluation scores them,
+    and the yes/no margin is read at the first token after it.
     """
     from data_prep.chat import message_text
     from vlm_dpo.eval.generate import generate_answers
@@ -43,17 +49,19 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     questions = [row["question"] for row in rows]
     options = {"max_new_tokens": max_new_tokens, "batch_size": batch_size, "do_sample": do_sample, "seed": seed}
     base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
-    tuned = generate_answers(model, processor, images, questions, **options)
+    tuned = generate_answers(model, processor, images, questions, **options, **(tuned_generation or {}))
+    prefix = (tuned_generation or {}).get("answer_prefix")
+    as_scored = (lambda texts: [f"{prefix} {text}" for text in texts]) if prefix else list  # noqa: E731
 
     # Log-probs of the given answers (for the rewards), unless given, and of external text as answers to the same
     # prompts.
     n = len(rows)
-    external = external_sentences(n)
+    external = as_scored(external_sentences(n))
     given = {m: _checked_logps(given_logps, m, n) for m in MODELS}
     pairs_logps, external_logps = {}, {}
     for m in MODELS:
-        sets = [external] if given[m] else [[row["chosen"] for row in rows], [row["rejected"] for row in rows],
-                                            external]
+        sets = [external] if given[m] else [as_scored(row["chosen"] for row in rows),
+                                            as_scored(row["rejected"] for row in rows), external]
         *scored, external_logps[m] = answer_set_logprobs(model, processor, images, questions, sets,
                                                          batch_size=batch_size, use_adapter=m == "tuned")
         pairs_logps[m] = given[m] or {"chosen": scored[0][0], "rejected": scored[1][0], "chosen_tokens": scored[0][1],
@@ -61,7 +69,7 @@ def compare_on_dataset(model, processor, data, out_dir: str | Path, *, beta: flo
     for i, (row, b, t) in enumerate(zip(rows, base, tuned)):
         row.update(base=b, tuned=t, logp={m: {side: values[i] for side, values in pairs_logps[m].items()}
                                           for m in MODELS})
-    yes_no_margins(model, processor, images, rows, batch_size)
+    yes_no_margins(model, processor, images, rows, batch_size, prefix)
 
     score_pairs(rows, beta)
     metrics = compare(rows, external_logps)
@@ -93,11 +101,12 @@ def _checked_logps(given_logps: dict | None, model: str, n: int) -> dict | None:
     return {side: [(int if side.endswith("tokens") else float)(value) for value in logps[side]] for side in _LOGP_SIDES}
 
 
-def yes_no_margins(model, processor, images, rows: list[dict], batch_size: int) -> None:
-    """``row["no_minus_yes"] = {"base"|"tuned": log p("No") - log p("Yes")}`` at the first answer token, for the
-    existence questions about a scene (in place): one forward per such prompt and model. Left out where the "Yes,
-    ..." and "No, ..." answers start with the same token (a tokenizer with a separate leading space), where the
-    margin says nothing."""
+def yes_no_margins(model, processor, images, rows: list[dict], batch_size: int,
+                   answer_prefix: str | None = None) -> None:
+    """``row["no_minus_yes"] = {"base"|"tuned": log p("No") - log p("Yes")}`` at the first answer token (after
+    ``answer_prefix``, if given), for the existence questions about a scene (in place): one forward per such prompt
+    and model. Left out where the "Yes, ..." and "No, ..." answers start with the same token (a tokenizer with a
+    separate leading space), where the margin says nothing."""
     from vlm_dpo.eval.logprobs import first_answer_tokens, next_token_logprobs
     from vlm_dpo.eval.probes import scene_of, yes_no_answers
     from vlm_dpo.eval.scoring import MODELS
@@ -105,7 +114,7 @@ def yes_no_margins(model, processor, images, rows: list[dict], batch_size: int) 
     picked, tokens = [], []
     for i, row in enumerate(rows):
         answers = yes_no_answers(row["question"]) if scene_of(row.get("ground_truth")) else None
-        ids = first_answer_tokens(processor, row["question"], list(answers)) if answers else None
+        ids = first_answer_tokens(processor, row["question"], list(answers), answer_prefix) if answers else None
         if ids and ids[0] != ids[1]:
             picked.append(i)
             tokens.append(ids)
@@ -115,7 +124,7 @@ def yes_no_margins(model, processor, images, rows: list[dict], batch_size: int) 
     subset = [images[i] for i in picked] if images is not None else None
     for m in MODELS:
         logps = next_token_logprobs(model, processor, subset, questions, tokens, batch_size=batch_size,
-                                    use_adapter=m == "tuned")
+                                    use_adapter=m == "tuned", answer_prefix=answer_prefix)
         for i, (yes, no) in zip(picked, logps):
             rows[i].setdefault("no_minus_yes", {})[m] = no - yes
 

@@ -126,20 +126,24 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     return results
 
 
-def first_answer_tokens(processor, question: str, answers: list[str]) -> list[int]:
+def first_answer_tokens(processor, question: str, answers: list[str], answer_prefix: str | None = None) -> list[int]:
     """The first token of each answer to ``question``, tokenised as ``answer_set_logprobs`` tokenises answers (what
-    the whole exchange adds after the rendered prompt)."""
+    the whole exchange adds after the rendered prompt). With ``answer_prefix`` (a Chain of Hindsight run's positive
+    phrase), the first token after it: the prompt then ends with the prefix, as ``generate_answers`` lays it out."""
     from data_prep.chat import completion, render
+    from vlm_dpo.eval.generate import prompt_with_answer_start
 
-    tokenizer, prompt = _tokenizer(processor), render(processor, question)
-    return [tokenizer(completion(prompt, render(processor, question, answer)), add_special_tokens=False)["input_ids"][0]
-            for answer in answers]
+    tokenizer = _tokenizer(processor)
+    prompt = prompt_with_answer_start(processor, question, answer_prefix)
+    full = [render(processor, question, f"{answer_prefix} {answer}" if answer_prefix else answer) for answer in answers]
+    return [tokenizer(completion(prompt, text), add_special_tokens=False)["input_ids"][0] for text in full]
 
 
 def next_token_logprobs(model, processor, images, questions, token_ids: list[list[int]], *, batch_size: int = 8,
-                        use_adapter: bool = True) -> list[list[float]]:
+                        use_adapter: bool = True, answer_prefix: str | None = None) -> list[list[float]]:
     """log p of each of ``token_ids[i]`` as the first answer token after prompt ``i`` (and its image): one forward
-    per prompt, rendered with the generation prompt and batched as ``answer_set_logprobs`` batches it."""
+    per prompt, rendered with the generation prompt (and ``answer_prefix`` after it, as ``first_answer_tokens``
+    takes it) and batched as ``answer_set_logprobs`` batches it."""
     import torch
 
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
@@ -147,7 +151,7 @@ def next_token_logprobs(model, processor, images, questions, token_ids: list[lis
     with adapter_off, torch.inference_mode():
         for start in range(0, len(questions), batch_size):
             batch = range(start, min(start + batch_size, len(questions)))
-            _, _, out = _prompt_forward(model, processor, images, questions, batch)
+            _, _, out = _prompt_forward(model, processor, images, questions, batch, answer_prefix)
             first = out.logits[:, -1].float().log_softmax(-1)
             results += [first[row, token_ids[i]].tolist() for row, i in enumerate(batch)]
     return results
@@ -163,15 +167,15 @@ def _tokenizer(processor):
     return tokenizer
 
 
-def _prompt_forward(model, processor, images, questions, batch: range):
-    """The prompts of ``batch`` through the model once, left-padded, with explicit positions (so a row's tokens sit
-    where they sit unpadded, as TRL's flushed rows do); returns ``(prompts, attention_mask, output)``, the output
-    holding the key/value cache and the last position's logits."""
-    from data_prep.chat import render
+def _prompt_forward(model, processor, images, questions, batch: range, answer_prefix: str | None = None):
+    """The prompts of ``batch`` (each followed by ``answer_prefix``, if given) through the model once, left-padded,
+    with explicit positions (so a row's tokens sit where they sit unpadded, as TRL's flushed rows do); returns
+    ``(prompts, attention_mask, output)``, the output holding the key/value cache and the last position's logits."""
+    from vlm_dpo.eval.generate import prompt_with_answer_start
     from vlm_dpo.models import is_vision_processor
 
     _tokenizer(processor)  # sets the pad token the padding below needs
-    prompts = [render(processor, questions[i]) for i in batch]
+    prompts = [prompt_with_answer_start(processor, questions[i], answer_prefix) for i in batch]
     kwargs = {"images": [[images[i]] for i in batch]} if is_vision_processor(processor) else {}
     inputs = processor(text=prompts, padding=True, padding_side="left", add_special_tokens=False,
                        return_tensors="pt", **kwargs).to(model.device)

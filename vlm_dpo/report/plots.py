@@ -15,6 +15,19 @@ from vlm_dpo.eval.scoring import MODELS
 # (TRL's log key, panel title)
 CURVES = (("loss", "DPO loss"), *((BY_KEY[key].trl, BY_KEY[key].label) for key in ("rewards_accuracies",
                                                                                      "rewards_margins")))
+# The loss a stage of a run logs (``stage`` in its log entries: vlm_dpo.training.methods); untagged entries are DPO's.
+STAGE_LOSS = {"dpo": "DPO loss", "sft": "SFT loss (NLL)", "coh": "CoH loss (NLL)"}
+
+
+def loss_title(log_history: list[dict]) -> str:
+    """The loss panel's title: the loss of each stage that logged one, in step order ("SFT loss (NLL), then DPO
+    loss" for sft_then_dpo)."""
+    stages = []
+    for entry in log_history:
+        name = STAGE_LOSS.get(entry.get("stage", "dpo"), entry.get("stage"))
+        if "loss" in entry and name not in stages:
+            stages.append(name)
+    return ", then ".join(stages) or "DPO loss"
 
 
 def series(log_history: list[dict], key: str) -> list[tuple[int, float]]:
@@ -35,7 +48,7 @@ def plot_training_curves(log_history: list[dict], path: str | Path) -> Path:
             points = series(log_history, prefix + key)
             if points:
                 ax.plot(*zip(*points), style, label=label)
-        ax.set_title(title)
+        ax.set_title(loss_title(log_history) if key == "loss" else title)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -141,7 +154,7 @@ def make_plots(rows: list[dict], out_dir: str | Path, beta: float, external: dic
     plots = {}
     if log_history:
         plots["Training curves"] = (plot_training_curves(log_history, out / "training_curves.png"),
-                                    "DPO loss, reward accuracy and reward margin against optimiser steps, on training "
+                                    "Training loss, reward accuracy and reward margin against optimiser steps, on training "
                                     "batches and (where logged) the held-out split, from the run's log_history.json.")
     if not all("reward_margin" in row["scores"]["tuned"] for row in rows):
         return plots

@@ -45,6 +45,7 @@ def main(data_args, training_args, model_args):
     from vlm_dpo.report.table import print_training_summary
     from vlm_dpo.training import methods
     from vlm_dpo.training.checkpoints import resolve_resume
+    from vlm_dpo.training.methods.coh import generation_options
     from vlm_dpo.training.compat import keep_tensorboard_in_output_dir, undo_eval_only_preparation
     from vlm_dpo.training.data import load_or_prepare, preparation_record, training_splits
     from vlm_dpo.training.output import staged, weights_bytes
@@ -118,7 +119,7 @@ def main(data_args, training_args, model_args):
     if data_args.report_pairs:
         with phase("report"), staged(output_dir) as stage:  # phases marked inside it count apart
             report = write_generation_report(trainer, processor, eval_set, data_args, output_dir, stage / "report",
-                                             report_logps)
+                                             report_logps, generation_options(config))
             # What the answers say about the scenes (where the data has a ground truth), next to the DPO metrics.
             results |= eval_results_metrics(report)
             (stage / "eval_results.json").write_text(json.dumps(results, indent=2))
@@ -132,10 +133,10 @@ def main(data_args, training_args, model_args):
 
 
 def write_generation_report(trainer, processor, eval_set, data_args, output_dir: Path, report_dir: Path,
-                            given_logps: dict | None = None) -> dict:
+                            given_logps: dict | None = None, tuned_generation: dict | None = None) -> dict:
     """Base and tuned answer held-out pairs; ``report_dir`` (OUTPUT_DIR/report/ once published) gets metrics.json,
     report.html and plots. Returns the report's metrics. ``given_logps``: the evaluations' per-pair log-probs of the
-    report's pairs (``vlm_dpo.eval.compare.compare_on_dataset``)."""
+    report's pairs; ``tuned_generation``: how the tuned model is asked (``vlm_dpo.eval.compare.compare_on_dataset``)."""
     from vlm_dpo.eval.compare import compare_on_dataset
 
     pairs = eval_set.select(range(min(data_args.report_pairs, len(eval_set))))
@@ -144,7 +145,7 @@ def write_generation_report(trainer, processor, eval_set, data_args, output_dir:
         model, processor, pairs, report_dir, beta=trainer.args.beta,
         max_new_tokens=data_args.report_max_new_tokens, batch_size=trainer.args.per_device_eval_batch_size,
         run_dir=output_dir, details={"adapter": str(output_dir), "split": data_args.dataset_test_split},
-        given_logps=given_logps,
+        given_logps=given_logps, tuned_generation=tuned_generation,
     )
     return metrics
 

@@ -161,3 +161,31 @@ def test_a_text_run_ignores_images(text_session, red_png):
     assert result["beta"] == 0.5
     assert result["tuned"]["logp_chosen"] == result["base"]["logp_chosen"] < 0
     assert result["tuned"]["reward_chosen"] == 0 and result["tuned"]["chosen_wins"] is False  # a tie loses
+
+
+def test_a_chain_of_hindsight_run_is_asked_and_judged_after_its_positive_phrase(session, red_png):
+    """As infer.py asks it: the tuned answer follows the positive phrase and stops before the negative one; the judge
+    scores both answers after the positive phrase, with both models, as the run's evaluation does."""
+    import dataclasses
+
+    from vlm_dpo.eval.generate import generate_answers
+    from vlm_dpo.eval.logprobs import answer_logprobs
+
+    coh = dataclasses.replace(session, run_config={**session.run_config, "method": "coh",
+                                                   "coh_positive": "A helpful answer:",
+                                                   "coh_negative": "An unhelpful answer:"})
+    image = read_image(coh, red_png)
+    answers = ["It is red.", "It is blue."]
+    with perturbed_adapter(coh.model):
+        *_, asked = ask(coh, image, QUESTION)
+        expected = generate_answers(coh.model, coh.processor, [image], [QUESTION], max_new_tokens=8,
+                                    answer_prefix="A helpful answer:", stop_at="An unhelpful answer")[0]
+        plain = generate_answers(coh.model, coh.processor, [image], [QUESTION], max_new_tokens=8)[0]
+        result = judge(coh, image, QUESTION, *answers)
+        after = [f"A helpful answer: {answer}" for answer in answers]
+        tuned, _ = answer_logprobs(coh.model, coh.processor, [image] * 2, [QUESTION] * 2, after)
+        base, _ = answer_logprobs(coh.model, coh.processor, [image] * 2, [QUESTION] * 2, after, use_adapter=False)
+    assert expected != plain and asked["tuned"] == expected
+    assert result["tuned"]["logp_chosen"] == pytest.approx(tuned[0], rel=1e-4)
+    assert result["base"]["logp_rejected"] == pytest.approx(base[1], rel=1e-4)
+    assert any("after 'A helpful answer:'" in note for note in result["notes"])

@@ -117,7 +117,7 @@ def test_yes_no_margins_of_existence_questions_with_a_scene(tiny_peft, pairs, mo
     # the tiny tokenizer starts "Yes, ..." and "No, ..." with the same token (a space): no margin to read
     assert not any("no_minus_yes" in row for row in rows)
 
-    monkeypatch.setattr(logprobs, "first_answer_tokens", lambda processor, question, answers: [5, 9])
+    monkeypatch.setattr(logprobs, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
     yes_no_margins(model, processor, images, rows, batch_size=2)
     assert ["no_minus_yes" in row for row in rows] == [True, True, False, False]  # not a count, not without a scene
     expected = {m: logprobs.next_token_logprobs(model, processor, images[:2], [r["question"] for r in rows[:2]],
@@ -126,6 +126,32 @@ def test_yes_no_margins_of_existence_questions_with_a_scene(tiny_peft, pairs, mo
         for m in ("base", "tuned"):
             assert rows[i]["no_minus_yes"][m] == pytest.approx(expected[m][i][1] - expected[m][i][0], abs=1e-5)
     assert rows[0]["no_minus_yes"]["base"] != pytest.approx(rows[0]["no_minus_yes"]["tuned"])
+
+
+def test_a_chain_of_hindsight_run_is_asked_and_scored_after_its_phrase(tiny_peft, pairs, spy, monkeypatch, tmp_path):
+    """tuned_generation reaches the tuned model's generation only; every scored answer, both models', follows the
+    positive phrase; the yes/no margin is read after it."""
+    import vlm_dpo.eval.generate as generate
+    import vlm_dpo.eval.logprobs as logprobs
+    from vlm_dpo.eval.compare import compare_on_dataset
+
+    asked, margins, real = [], [], generate.generate_answers
+    monkeypatch.setattr(generate, "generate_answers", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    monkeypatch.setattr(logprobs, "next_token_logprobs",
+                        lambda *a, **kw: margins.append(kw["answer_prefix"]) or [[-1.0, -2.0]] * len(a[3]))
+    monkeypatch.setattr(logprobs, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
+    options = {"answer_prefix": "A helpful answer:", "stop_at": "An unhelpful answer"}
+    model, processor = tiny_peft
+    compare_on_dataset(model, processor, pairs, tmp_path, beta=0.1, max_new_tokens=2, batch_size=2,
+                       tuned_generation=options)
+    assert [kw.get("use_adapter", True) for kw in asked] == [False, True]
+    assert "answer_prefix" not in asked[0] and {k: asked[1][k] for k in options} == options
+    assert len(spy) == 2  # base, tuned
+    for sets in spy:
+        assert [answer for answers in sets for answer in answers] and all(
+            answer.startswith("A helpful answer: ") for answers in sets for answer in answers)
+    assert sets[0][0] == "A helpful answer: Yes, there is a red circle."
+    assert margins == ["A helpful answer:"] * 2
 
 
 def test_first_pairs_copies_the_first_n():

@@ -67,6 +67,27 @@ def test_next_token_logprobs_match_one_unpadded_forward(tiny_peft):
             assert values == pytest.approx(expected.tolist(), abs=1e-4)
 
 
+def test_the_first_token_after_an_answer_prefix(tiny_peft):
+    """With a prefix (a Chain of Hindsight run's positive phrase) the prompt ends with it, as generation lays it out,
+    and the token scored is the first one after it."""
+    from data_prep.chat import completion, render
+    from vlm_dpo.eval.generate import prompt_with_answer_start
+    from vlm_dpo.eval.logprobs import first_answer_tokens, next_token_logprobs
+
+    model, processor = tiny_peft
+    prefix, question, image = "A helpful answer:", "Is there a red circle?", Image.new("RGB", (40, 30), "red")
+    prompt = prompt_with_answer_start(processor, question, prefix)
+    tokens = first_answer_tokens(processor, question, ["Yes, there is one.", "No, there is none."], prefix)
+    rest = completion(prompt, render(processor, question, f"{prefix} Yes, there is one."))
+    assert rest.startswith(" Yes") and tokens[0] == processor.tokenizer(rest, add_special_tokens=False)["input_ids"][0]
+    got = next_token_logprobs(model, processor, [image], [question], [[3, 7]], answer_prefix=prefix)[0]
+    inputs = processor(text=[prompt], images=[[image]], add_special_tokens=False, return_tensors="pt")
+    with torch.inference_mode():
+        expected = model(**inputs).logits[0, -1].float().log_softmax(-1)[[3, 7]]
+    assert got == pytest.approx(expected.tolist(), abs=1e-4)
+    assert got != pytest.approx(next_token_logprobs(model, processor, [image], [question], [[3, 7]])[0], abs=1e-3)
+
+
 def test_external_sentences_are_stable_prose():
     from vlm_dpo.eval.logprobs import external_sentences
 

@@ -183,3 +183,13 @@ def test_report_shows_the_dodge_probes_per_question_type():
     assert "<td>yes ratio, existence</td><td>0.500</td><td>1.000</td>" in page  # in the summary table
     no_scene = score_pairs(hand_rows()[1:], beta=0.5, cosine=jaccard)
     assert 'id="probes"' not in render_html(no_scene, [None], compare(no_scene))
+
+
+def test_the_loss_panel_names_each_stages_loss():
+    from vlm_dpo.report.plots import loss_title
+
+    assert loss_title([{"step": 1, "loss": 0.7}, {"step": 1, "eval_loss": 0.6}]) == "DPO loss"
+    assert loss_title([{"step": 1, "loss": 2.0, "stage": "sft"}, {"step": 2, "loss": 1.5, "stage": "sft"},
+                       {"step": 3, "loss": 0.7, "stage": "dpo"}]) == "SFT loss (NLL), then DPO loss"
+    assert loss_title([{"step": 1, "loss": 2.0, "stage": "coh"}, {"step": 1, "train_runtime": 3.0}]) == "CoH loss (NLL)"
+    assert loss_title([]) == "DPO loss"
