@@ -16,10 +16,14 @@ table (OUTPUT_DIR/comparison.md, also printed) takes, per run:
 - hallucination rate and attribute accuracy (overall and per question type) of the greedy answers to the report
   pairs, checked against each scene's ground truth; for the text demo, exact-answer accuracy (the answer's last
   number is the result) instead;
-- train time (the trainers' own runtime) and wall time (the whole run: loading, both evaluations, the report;
-  the first run of a recipe also fills the on-disk cache of the base's reference log-probs that later runs reuse).
+- yes-ratio: the share of existence questions answered "yes" (half are about present objects): a model that
+  answers "yes" to everything wins the pairs about present objects without looking;
+- train time (the trainers' own runtime) and wall time (the whole run as its timing table measures it: loading,
+  both evaluations, the report; the first run of a recipe also fills the on-disk cache of the base's reference
+  log-probs that later runs reuse).
 
-Runs that fail are listed with their last error line; the others still make the table.
+Runs that fail are listed with their last error line; the others still make the table. ``--table_only`` makes the
+table from the run folders already under OUTPUT_DIR, running nothing (e.g. after adding a method's runs).
 """
 
 from __future__ import annotations
@@ -28,7 +32,6 @@ import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -45,6 +48,8 @@ def parse_args(argv=None):
     parser.add_argument("--report_pairs", type=int, help="held-out pairs answered and checked (default: each recipe's)")
     parser.add_argument("--seed", type=int, help="seed of every run (default: each recipe's)")
     parser.add_argument("--output_dir", default="outputs/compare-methods", help="where the runs and the table go")
+    parser.add_argument("--table_only", action="store_true",
+                        help="run nothing: the table of the run folders already under OUTPUT_DIR")
     return parser.parse_args(argv)
 
 
@@ -73,28 +78,29 @@ def prepare(recipe: str, data_dir: Path, flags: list[str]) -> None:
 
 
 def run(recipe: str, method: str, out: Path, data_dir: Path, flags: list[str]) -> dict:
-    """One ``train.py`` run in its own process; its wall time, and its last error line when it failed."""
+    """One ``train.py`` run in its own process; its last error line when it failed."""
     command = [sys.executable, "train.py", "--config", recipe, "--method", method, "--output_dir", str(out),
                "--prepared_dir", str(data_dir), *flags]
     print(f"\n$ {' '.join(command[1:])}", flush=True)
-    start = time.monotonic()
     result = subprocess.run(command, cwd=ROOT, capture_output=True, text=True)
-    wall = time.monotonic() - start
     (out.parent / f"{method}.log").write_text(result.stdout + result.stderr)
     error = None
     if result.returncode:
         lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
         error = lines[-1] if lines else f"exit status {result.returncode}"
         print(f"  failed: {error}", flush=True)
-    return {"wall_s": wall, "error": error}
+    return {"error": error}
 
 
 def read_run(out: Path) -> dict:
-    """What the table shows of one finished run folder."""
+    """What the table shows of one finished run folder; a folder without results is an error row."""
+    if not (out / "eval_results.json").is_file():
+        return {"error": f"no eval_results.json in {out}"}
     results = json.loads((out / "eval_results.json").read_text())
     report_path = out / "report" / "metrics.json"
     report = json.loads(report_path.read_text()) if report_path.is_file() else {}
-    return {"results": results, "report": report, "vision": (out / "processor_config.json").is_file()}
+    return {"results": results, "report": report, "vision": (out / "processor_config.json").is_file(),
+            "wall_s": results.get("timings_s", {}).get("total")}
 
 
 def question_types(rows: list[dict]) -> list[str]:
@@ -114,7 +120,7 @@ def table(rows: list[dict]) -> str:
     """One markdown table: a base row per recipe (from its first finished run), then a row per run."""
     types = question_types(rows)
     header = ["recipe", "method", "steps", "reward acc.", "log-prob acc.", "hallucination rate", "attribute acc.",
-              *(f"{qtype} acc." for qtype in types), "exact-answer acc.", "train s", "wall s"]
+              *(f"{qtype} acc." for qtype in types), "yes-ratio", "exact-answer acc.", "train s", "wall s"]
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     seen = set()
     for row in rows:
@@ -136,8 +142,8 @@ def line(row: dict, model: str, label: str, types: list[str]) -> str:
              fmt(results.get(f"{model}_rewards_accuracies")), fmt(report.get(f"{model}_logp_accuracy")),
              fmt(results.get(f"{model}_hallucination_rate")), fmt(accuracy if vision else None),
              *(fmt(results.get(f"{model}_attribute_accuracy_{qtype}") if vision else None) for qtype in types),
-             fmt(None if vision else accuracy),
-             fmt(results.get("train_runtime_s"), 1) if tuned else "", fmt(row["wall_s"], 0) if tuned else ""]
+             fmt(results.get(f"{model}_yes_ratio") if vision else None), fmt(None if vision else accuracy),
+             fmt(results.get("train_runtime_s"), 1) if tuned else "", fmt(row.get("wall_s"), 0) if tuned else ""]
     return "| " + " | ".join(cells) + " |"
 
 
@@ -149,15 +155,20 @@ def main(argv=None) -> int:
     for recipe in args.recipes:
         name = Path(recipe).stem
         data_dir = out_root / name / "data"
-        prepare(recipe, data_dir, flags)
+        if not args.table_only:
+            prepare(recipe, data_dir, flags)
         for method in args.methods:
             out = out_root / name / method
-            row = {"recipe": name, "method": method, **run(recipe, method, out, data_dir, flags)}
+            row = {"recipe": name, "method": method, "error": None}
+            if not args.table_only:
+                row |= run(recipe, method, out, data_dir, flags)
             if not row["error"]:
                 row |= read_run(out)
             rows.append(row)
     text = table(rows)
     settings = " ".join(flags) or "each recipe's own settings"
+    if args.table_only:
+        settings = f"the runs found in {out_root} (steps as each row says)"
     (out_root / "comparison.md").write_text(f"Settings: {settings}\n\n{text}\n")
     print(f"\n{text}\n\nWritten to {out_root / 'comparison.md'}")
     return 1 if any(row.get("error") for row in rows) else 0

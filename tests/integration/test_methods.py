@@ -127,24 +127,45 @@ def test_comparison_table_from_run_folders(tmp_path):
             (out / "processor_config.json").write_text("{}")
         return out
 
-    scenes = folder("scenes", {"global_step": 60, "train_runtime_s": 301.4, "base_rewards_accuracies": 0.0,
+    scenes = folder("scenes", {"global_step": 60, "train_runtime_s": 301.4, "timings_s": {"total": 420.2},
+                               "base_rewards_accuracies": 0.0, "base_yes_ratio": 0.37, "tuned_yes_ratio": 0.91,
                                "tuned_rewards_accuracies": 0.846, "base_hallucination_rate": 0.483,
                                "tuned_hallucination_rate": 0.292, "base_attribute_accuracy": 0.483,
                                "tuned_attribute_accuracy": 0.546, "base_attribute_accuracy_color": 0.691,
                                "tuned_attribute_accuracy_color": 0.745, "tuned_attribute_accuracy_count": 0.617},
                     {"base_logp_accuracy": 0.5, "tuned_logp_accuracy": 0.8}, vision=True)
-    text = folder("text", {"global_step": 12, "train_runtime_s": 80.0, "tuned_rewards_accuracies": 0.725,
+    text = folder("text", {"global_step": 12, "train_runtime_s": 80.0, "timings_s": {"total": 95.0},
+                           "tuned_rewards_accuracies": 0.725,
                            "tuned_attribute_accuracy": 0.475, "tuned_hallucination_rate": 0.525,
                            "tuned_attribute_accuracy_other": 0.475}, {"tuned_logp_accuracy": 0.85}, vision=False)
-    rows = [{"recipe": "demo", "method": "dpo", "wall_s": 420.2, "error": None, **read_run(scenes)},
+    rows = [{"recipe": "demo", "method": "dpo", "error": None, **read_run(scenes)},
             {"recipe": "demo", "method": "coh", "error": "error: out of memory"},
-            {"recipe": "text_demo", "method": "sft", "wall_s": 95.0, "error": None, **read_run(text)}]
+            {"recipe": "demo", "method": "sft", **read_run(tmp_path / "never-ran")},
+            {"recipe": "text_demo", "method": "sft", "error": None, **read_run(text)}]
     assert table(rows).splitlines() == [
-        "| recipe | method | steps | reward acc. | log-prob acc. | hallucination rate | attribute acc. | color acc. | count acc. | exact-answer acc. | train s | wall s |",
-        "|---|---|---|---|---|---|---|---|---|---|---|---|",
-        "| demo | base | 0 | 0.000 | 0.500 | 0.483 | 0.483 | 0.691 | – | – |  |  |",
-        "| demo | dpo | 60 | 0.846 | 0.800 | 0.292 | 0.546 | 0.745 | 0.617 | – | 301.4 | 420 |",
+        "| recipe | method | steps | reward acc. | log-prob acc. | hallucination rate | attribute acc. | color acc. | count acc. | yes-ratio | exact-answer acc. | train s | wall s |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|---|",
+        "| demo | base | 0 | 0.000 | 0.500 | 0.483 | 0.483 | 0.691 | – | 0.370 | – |  |  |",
+        "| demo | dpo | 60 | 0.846 | 0.800 | 0.292 | 0.546 | 0.745 | 0.617 | 0.910 | – | 301.4 | 420 |",
         "| demo | coh | failed: error: out of memory |",
-        "| text_demo | base | 0 | – | – | – | – | – | – | – |  |  |",
-        "| text_demo | sft | 12 | 0.725 | 0.850 | 0.525 | – | – | – | 0.475 | 80.0 | 95 |",
+        f"| demo | sft | failed: no eval_results.json in {tmp_path / 'never-ran'} |",
+        "| text_demo | base | 0 | – | – | – | – | – | – | – | – |  |  |",
+        "| text_demo | sft | 12 | 0.725 | 0.850 | 0.525 | – | – | – | – | 0.475 | 80.0 | 95 |",
     ]
+
+
+def test_table_only_runs_nothing_and_tables_the_folders_found(tmp_path, monkeypatch):
+    from benchmarks import compare_methods
+
+    monkeypatch.setattr(compare_methods, "run", lambda *args: pytest.fail("--table_only ran a training"))
+    monkeypatch.setattr(compare_methods, "prepare", lambda *args: pytest.fail("--table_only prepared data"))
+    out = tmp_path / "text_demo" / "dpo"
+    out.mkdir(parents=True)
+    (out / "eval_results.json").write_text(json.dumps({"global_step": 12, "tuned_attribute_accuracy": 0.5,
+                                                       "timings_s": {"total": 61.0}}))
+    status = compare_methods.main(["--table_only", "--recipes", "recipes/text_demo.yaml", "--methods", "dpo", "sft",
+                                   "--output_dir", str(tmp_path)])
+    table = (tmp_path / "comparison.md").read_text()
+    assert status == 1  # the sft run is missing
+    assert "| text_demo | dpo | 12 | – | – | – | – | – | 0.500 | – | 61 |" in table
+    assert f"| text_demo | sft | failed: no eval_results.json in {tmp_path / 'text_demo' / 'sft'} |" in table
