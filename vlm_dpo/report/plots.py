@@ -154,8 +154,9 @@ def make_plots(rows: list[dict], out_dir: str | Path, beta: float, external: dic
     plots = {}
     if log_history:
         plots["Training curves"] = (plot_training_curves(log_history, out / "training_curves.png"),
-                                    "Training loss, reward accuracy and reward margin against optimiser steps, on training "
-                                    "batches and (where logged) the held-out split, from the run's log_history.json.")
+                                    "Training loss, reward accuracy and reward margin against optimiser steps, on "
+                                    "training batches and (where logged) the held-out split, from the run's "
+                                    "log_history.json.")
     if not all("reward_margin" in row["scores"]["tuned"] for row in rows):
         return plots
     scores = {m: [row["scores"][m] for row in rows] for m in MODELS}

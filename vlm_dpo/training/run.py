@@ -45,9 +45,9 @@ def main(data_args, training_args, model_args):
     from vlm_dpo.report.table import print_training_summary
     from vlm_dpo.training import methods
     from vlm_dpo.training.checkpoints import resolve_resume
-    from vlm_dpo.training.methods.coh import generation_options
     from vlm_dpo.training.compat import keep_tensorboard_in_output_dir, undo_eval_only_preparation
     from vlm_dpo.training.data import load_or_prepare, preparation_record, training_splits
+    from vlm_dpo.training.methods.coh import generation_options
     from vlm_dpo.training.output import staged, weights_bytes
     from vlm_dpo.training.timing import Stopwatch, phase
 
