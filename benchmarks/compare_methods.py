@@ -66,14 +66,13 @@ def prepare(recipe: str, data_dir: Path, flags: list[str]) -> None:
     """The recipe's data, prepared once into ``data_dir`` as train.py would (its fingerprint lets every run reuse
     it), so that no run's wall time includes the preparation."""
     import train
+    from data_prep.processors import at_training_size
     from vlm_dpo.models import load_processor
     from vlm_dpo.training.data import load_or_prepare
 
     data_args, training_args, model_args = train.parse(["--config", recipe, "--prepared_dir", str(data_dir),
                                                         *flags])[:3]
-    processor = load_processor(model_args.model_name_or_path)
-    if data_args.processor_longest_edge and hasattr(processor, "image_processor"):
-        processor.image_processor.size = {"longest_edge": data_args.processor_longest_edge}
+    processor = at_training_size(load_processor(model_args.model_name_or_path), data_args.processor_longest_edge)
     load_or_prepare(data_args, model_args.model_name_or_path, processor, training_args.max_length, data_dir)
 
 

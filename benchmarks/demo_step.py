@@ -33,18 +33,20 @@ ARMS = {"every position": False, "answers only": True}  # PackedModel.answers_on
 
 def build_trainer(overrides: list[str], work: Path, smoke: bool):
     """The recipe's FastDPOTrainer, as train.py builds it, on the recipe's (or --dataset_name's) training pairs."""
-    from vlm_dpo.cli import parse_train, quiet_libraries
+    from data_prep.processors import at_training_size
+    from vlm_dpo.cli import quiet_libraries
     from vlm_dpo.models import is_vision_processor, load_model, load_processor, lora_config
     from vlm_dpo.training.data import load_or_prepare, training_splits
+    from vlm_dpo.training.recipe import parse as parse_train
     from vlm_dpo.training.trainers.choose import choose_trainer
     from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer
 
     quiet_libraries()
     recipe = ["--config", str(ROOT / "recipes" / "tiny.yaml"), "--dataset_name", "synthetic:48"] if smoke else []
     data_args, args, model_args = parse_train([*recipe, "--output_dir", str(work / "run"), "--eval_strategy", "no",
-                                               *overrides])[:3]
+                                               *overrides])
     name = model_args.model_name_or_path
-    processor = load_processor(name)
+    processor = at_training_size(load_processor(name), data_args.processor_longest_edge)
     vision = is_vision_processor(processor)
     splits, folder = load_or_prepare(data_args, name, processor, args.max_length, work / "run")
     train_set, _ = training_splits(splits, folder, data_args)

@@ -1,7 +1,7 @@
 """Read -> clean -> split -> save, and the two doors the trainer uses to find the result.
 
-    from data_prep import prepare, load_prepared
-    report = prepare("rlhfv.parquet", "data/rlhfv", processor=processor, max_length=1024)
+    from data_prep import PrepareOptions, load_prepared, prepare
+    report = prepare(PrepareOptions("rlhfv.parquet"), "data/rlhfv", processor=processor, max_length=1024)
     dataset = load_prepared("data/rlhfv")      # DatasetDict: "train", "test"
 
 The saved rows are TRL's conversational vision layout (``images``, ``prompt``, ``chosen``,
@@ -13,112 +13,91 @@ an empty data set.
 
 import hashlib
 import json
-import numbers
 import random
 import tempfile
 from collections import Counter
 from pathlib import Path
 
+from tqdm.auto import tqdm
+
+from data_prep.budget import TokenBudget
+from data_prep.chat import messages
 from data_prep.errors import InputError, MissingInputError
+from data_prep.images import SkipRow, encode
+from data_prep.options import PrepareOptions, check_limit, fail
+from data_prep.pairs import to_pair
+from data_prep.sources import iter_rows, open_source
 
 REPORT_NAME = "prep_report.json"
 CHUNK_ROWS = 256  # cleaned rows held as Python objects before they join the arrow table
-MIN_LONGEST_EDGE = 16  # below this, images are too small for any vision tower to see anything
 
 
-def prepare(input: str, output_dir: str | Path, processor_name: str | None = None, max_length: int | None = None,
-            longest_edge: int = 512, test_size: float = 0.1, seed: int = 42, limit: int | None = None,
-            split: str | None = None, processor=None, max_prompt_length: int | None = None,
-            max_completion_length: int | None = None, image_root: str | Path | None = None) -> dict:
-    """Prepare ``input`` (see ``sources``) into ``output_dir``; return the report also written there.
+def prepare(options: PrepareOptions, output_dir: str | Path, *, processor=None, model_name: str | None = None,
+            max_length: int | None = None, limit: int | None = None, split: str | None = None) -> dict:
+    """Prepare ``options.dataset_name`` (see ``sources``) into ``output_dir``; return the report also written there.
 
     ``processor`` (a VLM processor, or a text model's tokenizer) counts tokens: the caller loads it, with the
-    image size it trains at; None means no token budget, so ``max_length`` / ``max_prompt_length`` /
-    ``max_completion_length`` need one. ``processor_name`` is only recorded in the report. A test split in the
-    input is kept as is; otherwise ``test_size`` of the kept rows are held out, grouped by image content so
-    that no image is in both splits (text pairs: by prompt; rows with a ``group`` column: by group).
-    ``max_prompt_length`` / ``max_completion_length`` cut text pairs to these many tokens
-    (``budget.TokenBudget.clip``). Image paths in the rows resolve against the input's folder and must stay
-    inside it or inside ``image_root`` (``images.row_image``).
+    image size it trains at; None means no token budget, so ``max_length`` and the options' prompt / completion
+    limits need one. ``model_name`` is only recorded in the report. A test split in the input is kept as is;
+    otherwise ``options.test_size`` of the kept rows are held out, grouped by image content so that no image is in
+    both splits (text pairs: by prompt; rows with a ``group`` column: by group). ``limit`` reads only the first
+    rows of each split, ``split`` only that split of the input. Image paths in the rows resolve against the input's
+    folder and must stay inside it or inside ``options.image_root`` (``images.row_image``).
     Raises ``InputError`` (a ``UserError``) for an option out of range and when no row is kept.
     """
     import datasets
 
-    from data_prep.budget import TokenBudget
-    from data_prep.sources import open_source
-
-    _check_options(max_length=max_length, max_prompt_length=max_prompt_length,
-                   max_completion_length=max_completion_length, longest_edge=longest_edge, test_size=test_size,
-                   seed=seed, limit=limit, split=split, image_root=image_root, processor=processor)
-    budget = None
-    if (max_length, max_prompt_length, max_completion_length) != (None, None, None):  # checked: with a processor
-        budget = TokenBudget(processor, max_length, max_prompt_length, max_completion_length)
+    options.validate()
+    check_limit("max_length", max_length)
+    check_limit("limit", limit)
+    if split is not None and not isinstance(split, str):
+        fail("split", split, "a split name (a string), or None")
+    given = [name for name, value in (("max_length", max_length), ("max_prompt_length", options.max_prompt_length),
+                                      ("max_completion_length", options.max_completion_length)) if value]
+    if processor is None and given:
+        raise InputError(f"Option {given[0]} counts tokens, which needs the model's processor: pass processor= "
+                         "(the prepare command loads it from --model_name_or_path), or leave it None for no token "
+                         "budget.")
+    budget = TokenBudget(processor, max_length, options.max_prompt_length, options.max_completion_length) if given \
+        else None
     output_dir = Path(output_dir)
     output_dir.parent.mkdir(parents=True, exist_ok=True)  # output_dir itself only once there is data to save
     (output_dir / REPORT_NAME).unlink(missing_ok=True)  # a half-written folder must not look prepared
     skipped = Counter()
+    source_name = options.dataset_name
     with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp") as cache_dir:
-        source = open_source(str(input), split, limit, seed, cache_dir)
-        images = {"data_root": source.root, "image_root": Path(image_root) if image_root is not None else None}
+        source = open_source(source_name, split, limit, options.data_seed_split, cache_dir)
+        images = {"data_root": source.root,
+                  "image_root": Path(options.image_root) if options.image_root is not None else None}
         cleaned, hashes = {}, {}
         for name, rows in source.splits.items():
-            cleaned[name], hashes[name] = _clean(rows, source.layout, longest_edge, budget, skipped, name, images)
+            cleaned[name], hashes[name] = _clean(rows, source.layout, options.image_longest_edge, budget, skipped,
+                                                 name, images)
         read = sum(len(rows) for rows in source.splits.values())
-        _check_kept(input, read, cleaned, skipped)
+        _check_kept(source_name, read, cleaned, skipped)
         if "test" not in cleaned:
-            train, test = split_by_image(hashes["train"], test_size, seed)
+            train, test = split_by_image(hashes["train"], options.test_size, options.data_seed_split)
             cleaned = {"train": cleaned["train"].select(train), "test": cleaned["train"].select(test)}
         dataset = datasets.DatasetDict(cleaned)
         # datasets writes no shard for an empty split and then cannot load it back: ask for one.
         empty = {name: 1 for name, rows in dataset.items() if len(rows) == 0}
         dataset.save_to_disk(str(output_dir), num_shards=empty)
     report = {
-        "input": str(input),
+        "input": source_name,
         "layout": source.layout,
         "read_from": source.read_from,
         "read": read,
         "kept": sum(len(rows) for rows in dataset.values()),
         "skipped": dict(sorted(skipped.items())),
         "splits": {name: len(rows) for name, rows in dataset.items()},
-        "model": processor_name if budget is not None else None,
+        "model": model_name if budget is not None else None,
         "max_length": max_length,
-        "max_prompt_length": max_prompt_length,
-        "max_completion_length": max_completion_length,
-        "longest_edge": longest_edge,
-        "test_size": test_size,
-        "seed": seed,
-        "image_root": str(image_root) if image_root is not None else None,
+        "limit": limit,
+        "split": split,
+        "options": options.record(),
     }
     (output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
-
-
-def _check_options(*, processor, test_size, split, image_root, longest_edge, seed, **counts) -> None:
-    """Every option in range and of its type, else an ``InputError`` naming it: a typo must not become a quiet
-    run that keeps nothing (or everything)."""
-    def whole(value) -> bool:
-        return isinstance(value, numbers.Integral) and not isinstance(value, bool)
-
-    def fail(option, value, need):
-        raise InputError(f"Option {option}={value!r} is invalid: it must be {need}.")
-
-    for option, value in counts.items():  # max_length, max_prompt_length, max_completion_length, limit
-        if value is not None and not (whole(value) and value >= 1):
-            fail(option, value, "a whole number of at least 1, or None for no limit")
-    if not (whole(longest_edge) and longest_edge >= MIN_LONGEST_EDGE):
-        fail("longest_edge", longest_edge, f"a whole number of pixels, at least {MIN_LONGEST_EDGE}")
-    if not (isinstance(test_size, numbers.Real) and not isinstance(test_size, bool) and 0 < test_size < 1):
-        fail("test_size", test_size, "a fraction strictly between 0 and 1")
-    if not whole(seed):
-        fail("seed", seed, "a whole number")
-    if split is not None and not isinstance(split, str):
-        fail("split", split, "a split name (a string), or None")
-    if image_root is not None and not Path(image_root).is_dir():
-        fail("image_root", str(image_root), "an existing folder")
-    given = [option for option in ("max_length", "max_prompt_length", "max_completion_length") if counts[option]]
-    if processor is None and given:
-        raise InputError(f"Option {given[0]} counts tokens, which needs the model's processor: pass processor= "
-                         "(python -m data_prep loads it from --model), or leave it None for no token budget.")
 
 
 def _check_kept(input, read: int, cleaned: dict, skipped: Counter) -> None:
@@ -182,12 +161,6 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
     """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped``.
     ``images`` holds ``to_pair``'s ``data_root`` and ``image_root``."""
     import datasets
-    from tqdm.auto import tqdm
-
-    from data_prep.chat import messages
-    from data_prep.images import SkipRow, encode
-    from data_prep.pairs import to_pair
-    from data_prep.sources import iter_rows
 
     features = _features(text=layout == "text")
     chunks, records, hashes = [], [], []

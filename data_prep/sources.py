@@ -21,7 +21,10 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.errors import InputError, MissingInputError
+from data_prep.errors import HubUnavailableError, InputError, MissingInputError
+from data_prep.hub import check_dataset_reachable
+from data_prep.synthetic.arithmetic import generate_rows as arithmetic_rows
+from data_prep.synthetic.scenes import generate_rows
 
 LAYOUTS = {
     "rlhfv": "image, text (JSON with question / chosen / rejected)",
@@ -108,15 +111,11 @@ def _load(input: str, seed: int, cache_dir: str | None):
     import datasets
 
     if input.startswith("synthetic:"):
-        from data_prep.synthetic.scenes import generate_rows
-
         count = input.removeprefix("synthetic:")
         if not count.isdigit():
             raise InputError(f"Expected synthetic:N with N a number of rows, got {input!r}.")
         return datasets.Dataset.from_list(generate_rows(int(count), seed)), None
     if input.startswith("arithmetic:"):
-        from data_prep.synthetic.arithmetic import generate_rows as arithmetic_rows
-
         count = input.removeprefix("arithmetic:")
         if not count.isdigit():
             raise InputError(f"Expected arithmetic:N with N a number of rows, got {input!r}.")
@@ -140,9 +139,6 @@ def _load(input: str, seed: int, cache_dir: str | None):
             raise InputError(problem or f"Cannot read {input}: {type(cause).__name__}: {cause}") from None
         return dataset, _folder(input)
     if not path.exists() and input.count("/") == 1 and not input.startswith((".", "/")):
-        from data_prep.errors import HubUnavailableError
-        from data_prep.hub import check_dataset_reachable
-
         try:
             check_dataset_reachable(input)
         except HubUnavailableError as error:

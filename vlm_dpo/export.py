@@ -9,10 +9,13 @@ The result needs neither PEFT nor this package:
 done in float32 and the merged weights are cast to ``--dtype`` afterwards.
 """
 
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, get_args
+
+from data_prep.cli import check_writable
+from vlm_dpo.models import is_vision_processor, load_model, load_processor
+from vlm_dpo.models.adapter import adapter_fits, check_adapter_folder
 
 Dtype = Literal["auto", "float32", "bfloat16", "float16"]
 DTYPES = get_args(Dtype)
@@ -34,14 +37,11 @@ def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: 
     import torch
     from peft import PeftModel
 
-    from vlm_dpo.models import is_vision_processor, load_model, load_processor
-    from vlm_dpo.models.adapter import adapter_fits, check_adapter_folder
-
-    run_config = check_adapter_folder(adapter)
+    record = check_adapter_folder(adapter)
     if dtype == "auto":
-        dtype = run_config.get("dtype") if run_config.get("dtype") in DTYPES[1:] else "float32"
+        dtype = record.dtype if record.dtype in DTYPES[1:] else "float32"
     processor = load_processor(str(adapter))  # the processor saved with the run (training may have changed it)
-    base_name = model or run_config["model_name_or_path"]
+    base_name = model or record.model_name_or_path
     base = load_model(base_name, "float32", vision=is_vision_processor(processor))
     with adapter_fits(adapter, base_name):
         merged = PeftModel.from_pretrained(base, str(adapter)).merge_and_unload()
@@ -52,19 +52,12 @@ def export(adapter: str | Path, output: str | Path, dtype: str = "auto", model: 
     return output
 
 
+ARGUMENTS = (ExportArguments,)
+
+
 def run(args: ExportArguments) -> int:
+    check_writable(args.output_dir, "--output_dir")
     output = export(args.adapter, args.output_dir, args.dtype, args.model_name_or_path)
     print(f"Merged {args.adapter} into its base: {output}/ (plain transformers: AutoModelForImageTextToText, "
           "or AutoModelForCausalLM for a text model, and AutoProcessor)")
     return 0
-
-
-def main(argv: list[str] | None = None) -> int:
-    """``python -m vlm_dpo.export``: the same as ``vlm-dpo export``."""
-    from vlm_dpo.cli import main as cli
-
-    return cli(["export", *(sys.argv[1:] if argv is None else argv)], prog="python -m vlm_dpo.export")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -27,7 +27,15 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.cli import check_writable
+from data_prep.images import open_image
+from vlm_dpo import app
 from vlm_dpo.errors import UserError
+from vlm_dpo.eval.generate import generate_answers
+from vlm_dpo.models.adapter import check_adapter_folder, load_tuned
+from vlm_dpo.models.run_record import RunRecord
+from vlm_dpo.report.compare import compare_on_dataset
+from vlm_dpo.report.table import summary_table
 
 MODES = "give one of: --image IMG --question Q, --prompt TEXT (text runs), --dataset PATH --report OUT, or --app"
 
@@ -70,65 +78,54 @@ class InferArguments:
         for name in ("max_new_tokens", "batch_size", "limit"):
             if getattr(self, name) is not None and getattr(self, name) < 1:
                 raise UserError(f"--{name} must be at least 1, got {getattr(self, name)}")
+        if self.output_dir:
+            check_writable(self.output_dir, "--report")
 
 
-def infer(args: InferArguments) -> int:
-    from vlm_dpo.models.adapter import check_adapter_folder
+ARGUMENTS = (InferArguments,)
 
-    run_config = check_adapter_folder(args.adapter)  # before any model loads
+
+def run(args: InferArguments) -> int:
+    record = check_adapter_folder(args.adapter)  # before any model loads
     if args.app:
-        from vlm_dpo.cli import launch_app
-
-        argv = ["--adapter", args.adapter, "--port", str(args.port), "--host", args.host]
-        return launch_app(argv + (["--model_name_or_path", args.model_name_or_path] if args.model_name_or_path else []))
-    vision = (Path(args.adapter) / "processor_config.json").is_file()  # the run saved a VLM processor
-    if args.prompt and vision:
+        return app.run(app.AppArguments(adapter=args.adapter, port=args.port, host=args.host,
+                                        model_name_or_path=args.model_name_or_path,
+                                        max_new_tokens=args.max_new_tokens))
+    if args.prompt and record.vision:
         raise UserError(f"{args.adapter} is a vision-language run: ask with --image IMG --question Q")
-    if args.image and not vision:
+    if args.image and not record.vision:
         raise UserError(f"{args.adapter} is a text run: ask with --prompt TEXT")
     if args.image:
-        return run_images(args, run_config)
+        return run_images(args, record)
     if args.prompt:
-        return run_prompts(args, run_config)
-    return run_dataset(args, run_config)
+        return run_prompts(args)
+    return run_dataset(args)
 
 
-def load(args, run_config):
-    """Base + adapter, with an adapter trained on another base reported as such."""
-    from vlm_dpo.eval.generate import load_tuned
-
-    return load_tuned(args.adapter, args.model_name_or_path)
-
-
-def run_prompts(args, run_config) -> int:
+def run_prompts(args) -> int:
     """A text model's base and tuned answers to each ``--prompt``; text or JSON on stdout."""
-    model, processor, _ = load(args, run_config)
-    base, tuned = answer_both(model, processor, None, args.prompt, args, run_config)
+    model, processor, record = load_tuned(args.adapter, args.model_name_or_path)
+    base, tuned = answer_both(model, processor, None, args.prompt, args, record)
     results = [{"prompt": p, "base": b, "tuned": t} for p, b, t in zip(args.prompt, base, tuned)]
     return show(results, args.json, lambda result: result["prompt"])
 
 
-def run_images(args, run_config) -> int:
+def run_images(args, record: RunRecord) -> int:
     """Both models answer ``--question`` about each ``--image``, decoded as the run's training data was."""
-    from data_prep.images import open_image
-
-    images = [open_image(path, run_config.get("image_longest_edge")) for path in args.image]  # before loading
-    model, processor, _ = load(args, run_config)
-    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args, run_config)
+    images = [open_image(path, record.image_longest_edge) for path in args.image]  # before loading
+    model, processor, record = load_tuned(args.adapter, args.model_name_or_path)
+    base, tuned = answer_both(model, processor, images, [args.question] * len(images), args, record)
     results = [{"image": path, "question": args.question, "base": b, "tuned": t}
                for path, b, t in zip(args.image, base, tuned)]
     return show(results, args.json, lambda result: f"[{result['image']}] {result['question']}")
 
 
-def answer_both(model, processor, images, questions, args, run_config) -> tuple[list[str], list[str]]:
+def answer_both(model, processor, images, questions, args, record: RunRecord) -> tuple[list[str], list[str]]:
     """The base (adapter off) and the tuned model answer the same questions; the tuned model of a Chain of Hindsight
-    run after the positive phrase its run_config.yaml records, its answer cut before the negative one."""
-    from vlm_dpo.eval.generate import generate_answers
-    from vlm_dpo.training.methods.coh import generation_options
-
+    run after the positive phrase its record names, its answer cut before the negative one."""
     options = {"max_new_tokens": args.max_new_tokens, "batch_size": args.batch_size}
     base = generate_answers(model, processor, images, questions, use_adapter=False, **options)
-    return base, generate_answers(model, processor, images, questions, **options, **generation_options(run_config))
+    return base, generate_answers(model, processor, images, questions, **options, **record.tuned_generation)
 
 
 def show(results: list[dict], as_json: bool, heading) -> int:
@@ -172,22 +169,16 @@ def read_pairs(path: str, split: str, limit: int | None):
     return data, split
 
 
-def run_dataset(args, run_config) -> int:
+def run_dataset(args) -> int:
     """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
-    from vlm_dpo.eval.compare import compare_on_dataset
-    from vlm_dpo.report import summary_table
-    from vlm_dpo.training.methods.coh import generation_options
-
     data, split = read_pairs(args.dataset_name, args.dataset_test_split, args.limit)
-    model, processor, run_config = load(args, run_config)
-    if "beta" not in run_config:
-        print(f"{args.adapter}/run_config.yaml has no beta; rewards use DPO's usual beta = 0.1", file=sys.stderr)
-    details = {"adapter": args.adapter, "model": args.model_name_or_path or run_config["model_name_or_path"],
+    model, processor, record = load_tuned(args.adapter, args.model_name_or_path)
+    details = {"adapter": args.adapter, "model": args.model_name_or_path or record.model_name_or_path,
                "dataset": args.dataset_name, "split": split}
     metrics, metrics_path, html_path = compare_on_dataset(
-        model, processor, data, args.output_dir, beta=float(run_config.get("beta", 0.1)),
+        model, processor, data, args.output_dir, beta=record.beta,
         max_new_tokens=args.max_new_tokens, batch_size=args.batch_size, do_sample=args.do_sample, seed=args.seed,
-        run_dir=args.adapter, details=details, tuned_generation=generation_options(run_config))
+        run_dir=args.adapter, details=details, tuned_generation=record.tuned_generation)
     print(summary_table(metrics))
     print(f"metrics: {metrics_path}\nreport:  {html_path}")
     return 0

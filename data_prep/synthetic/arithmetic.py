@@ -18,14 +18,12 @@ from __future__ import annotations
 
 import json
 import random
-import re
 
 # (unit asked for, unit given, factor): "How many centimeters are in 4 meters?" -> 4 * 100.
 CONVERSIONS = [("centimeters", "meters", 100), ("meters", "kilometers", 1000), ("grams", "kilograms", 1000),
                ("minutes", "hours", 60), ("seconds", "minutes", 60), ("hours", "days", 24), ("days", "weeks", 7),
                ("millimeters", "centimeters", 10), ("months", "years", 12)]
 TASKS = ("addition", "subtraction", "multiplication", "conversion")
-_NUMBER = re.compile(r"-?\d+(?:,\d{3})*(?:\.\d+)?")
 
 
 def _addition(rng):

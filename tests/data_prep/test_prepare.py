@@ -13,7 +13,7 @@ import datasets
 import pytest
 from PIL import Image, ImageColor
 
-from data_prep import is_prepared, load_prepared, prepare
+from data_prep import PrepareOptions, is_prepared, load_prepared, prepare
 from data_prep.errors import HubUnavailableError, UserError
 from data_prep.prepare import image_hash, split_by_image
 from data_prep.synthetic.scenes import rlhfv_features
@@ -73,7 +73,7 @@ def decoded_hashes(split) -> set[str]:
 def test_rlhfv_parquet_with_bad_rows_exact_counts(rlhfv_parquet, tmp_path, tiny_processor):
     path, rows, expected = rlhfv_parquet
     out = tmp_path / "prepared"
-    report = prepare(str(path), out, processor=tiny_processor, max_length=300, longest_edge=32, test_size=0.25, seed=1)
+    report = prepare(PrepareOptions(str(path), image_longest_edge=32, test_size=0.25, data_seed_split=1), out, processor=tiny_processor, max_length=300)
     saved = json.loads((out / "prep_report.json").read_text())
     assert saved == report
     assert (report["read"], report["kept"], report["skipped"]) == (29, 20, expected)
@@ -100,12 +100,12 @@ def test_rlhfv_parquet_with_bad_rows_exact_counts(rlhfv_parquet, tmp_path, tiny_
 
 def test_same_seed_same_split_and_limit(rlhfv_parquet, tmp_path):
     path, _, _ = rlhfv_parquet
-    first = prepare(str(path), tmp_path / "a", seed=3)
-    again = prepare(str(path.parent), tmp_path / "b", seed=3)  # a folder of parquet files
+    first = prepare(PrepareOptions(str(path), data_seed_split=3), tmp_path / "a")
+    again = prepare(PrepareOptions(str(path.parent), data_seed_split=3), tmp_path / "b")  # a folder of parquet files
     indices = [load_prepared(tmp_path / name)["test"]["source_index"] for name in ("a", "b")]
     assert indices[0] == indices[1] and first["splits"] == again["splits"]
     assert first["model"] is None and first["skipped"].get("too_long") is None  # no max_length: no processor
-    limited = prepare(str(path), tmp_path / "c", limit=5)
+    limited = prepare(PrepareOptions(str(path)), tmp_path / "c", limit=5)
     assert limited["read"] == 5 and limited["kept"] + sum(limited["skipped"].values()) == 5
 
 
@@ -146,7 +146,7 @@ def test_conversational_saved_folder_keeps_its_test_split(tmp_path):
         return datasets.Dataset.from_list(rows)
 
     datasets.DatasetDict({"train": split(6, 0), "test": split(3, 4)}).save_to_disk(str(tmp_path / "raw"))
-    report = prepare(str(tmp_path / "raw"), tmp_path / "out")
+    report = prepare(PrepareOptions(str(tmp_path / "raw")), tmp_path / "out")
     assert report["layout"] == "conversational" and report["read_from"] == ["train", "test"]
     assert report["splits"] == {"train": 5, "test": 2} and report["skipped"] == {"chosen_equals_rejected": 2}
     row = load_prepared(tmp_path / "out")["test"][0]
@@ -160,7 +160,7 @@ def test_conversational_jsonl_with_string_contents_and_image_paths(tmp_path):
         Image.new("RGBA", (30, 20), (0, 40 * i, 255, 128)).save(image_path)
         lines.append(json.dumps({**row, "image": str(image_path) if i else str(tmp_path / "gone.png")}))
     (tmp_path / "rows.jsonl").write_text("\n".join(lines) + "\n")
-    report = prepare(str(tmp_path / "rows.jsonl"), tmp_path / "out", test_size=0.2)
+    report = prepare(PrepareOptions(str(tmp_path / "rows.jsonl"), test_size=0.2), tmp_path / "out")
     assert (report["read"], report["kept"], report["skipped"]) == (5, 4, {"missing_image": 1})
     assert load_prepared(tmp_path / "out")["train"][0]["images"][0].mode == "RGB"
 
@@ -169,7 +169,7 @@ def test_nothing_kept_is_an_error_with_every_reason(tmp_path):
     rows = [{"image": None, "text": "{}"}, {"image": None, "text": "[]"}, {"image": None, "text": "[1]"}]
     datasets.Dataset.from_list(rows).to_json(str(tmp_path / "rows.jsonl"))
     with pytest.raises(UserError) as caught:
-        prepare(str(tmp_path / "rows.jsonl"), tmp_path / "out")
+        prepare(PrepareOptions(str(tmp_path / "rows.jsonl")), tmp_path / "out")
     message = str(caught.value)
     assert "\n" not in message and str(tmp_path / "rows.jsonl") in message and "read 3 rows" in message
     assert "text_not_json_object 2, missing_question 1" in message
@@ -177,7 +177,7 @@ def test_nothing_kept_is_an_error_with_every_reason(tmp_path):
     empty = datasets.Dataset.from_dict({"prompt": [], "chosen": [], "rejected": []})
     empty.save_to_disk(str(tmp_path / "none"), num_shards=1)
     with pytest.raises(UserError, match="read 0 rows, nothing to clean"):
-        prepare(str(tmp_path / "none"), tmp_path / "out")
+        prepare(PrepareOptions(str(tmp_path / "none")), tmp_path / "out")
 
 
 def write_rows(folder, rows: list[dict], name="rows.jsonl"):
@@ -200,12 +200,12 @@ def test_image_paths_resolve_against_the_data_folder_and_stay_inside(tmp_path, m
     rows = image_rows(["img/0.png", {"path": "img/1.png"}, "../other/2.png", str(other / "2.png"), "/etc/passwd"])
     path = write_rows(data, rows)
     monkeypatch.chdir(other)  # the working directory plays no part
-    report = prepare(str(path), tmp_path / "out")
+    report = prepare(PrepareOptions(str(path)), tmp_path / "out")
     assert (report["read"], report["kept"], report["skipped"]) == (5, 2, {"image_outside_data": 3})
-    assert report["image_root"] is None
-    allowed = prepare(str(path), tmp_path / "out2", image_root=other)
+    assert report["options"]["image_root"] is None
+    allowed = prepare(PrepareOptions(str(path), image_root=other), tmp_path / "out2")
     assert (allowed["kept"], allowed["skipped"]) == (4, {"image_outside_data": 1})  # /etc/passwd still refused
-    assert allowed["image_root"] == str(other)
+    assert allowed["options"]["image_root"] == str(other.resolve())
 
 
 def test_image_given_as_path_and_as_struct_in_one_jsonl(tmp_path):
@@ -213,7 +213,7 @@ def test_image_given_as_path_and_as_struct_in_one_jsonl(tmp_path):
     for i in range(4):
         Image.new("RGB", (30, 20), COLORS[i]).save(tmp_path / f"{i}.png")
     rows = image_rows(["0.png", {"path": "1.png"}, "2.png", {"path": "3.png", "bytes": None}])
-    report = prepare(str(write_rows(tmp_path, rows)), tmp_path / "out", test_size=0.25)
+    report = prepare(PrepareOptions(str(write_rows(tmp_path, rows)), test_size=0.25), tmp_path / "out")
     assert (report["kept"], report["skipped"]) == (4, {})
     prepared = load_prepared(tmp_path / "out")
     colors = {row["source_index"]: row["images"][0].getpixel((0, 0)) for name in ("train", "test")
@@ -222,21 +222,35 @@ def test_image_given_as_path_and_as_struct_in_one_jsonl(tmp_path):
 
 
 @pytest.mark.parametrize("option, value", [
-    ("limit", 0), ("limit", -3), ("limit", 2.5), ("max_length", 0), ("max_length", "1024"),
     ("max_prompt_length", -1), ("max_completion_length", True), ("test_size", 0), ("test_size", 1.0),
-    ("test_size", "0.1"), ("longest_edge", 15), ("longest_edge", 64.0), ("seed", None), ("split", 3),
-    ("image_root", "/no/such/folder"),
+    ("test_size", "0.1"), ("test_size", float("nan")), ("image_longest_edge", 15), ("image_longest_edge", 64.0),
+    ("data_seed_split", None), ("processor_longest_edge", 0), ("image_root", "/no/such/folder"), ("dataset_name", " "),
 ])
-def test_options_out_of_range_are_errors_naming_the_option(tmp_path, tiny_processor, option, value):
+def test_options_out_of_range_are_errors_naming_the_option(tmp_path, option, value):
     with pytest.raises(UserError, match=f"Option {option}="):
-        prepare("synthetic:4", tmp_path / "out", processor=tiny_processor, **{option: value})
+        PrepareOptions(**{"dataset_name": "synthetic:4", option: value})
+    options = PrepareOptions("synthetic:4")
+    setattr(options, option, value)  # changed after it was made: prepare() checks again
+    with pytest.raises(UserError, match=f"Option {option}="):
+        prepare(options, tmp_path / "out")
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("option, value", [
+    ("limit", 0), ("limit", -3), ("limit", 2.5), ("max_length", 0), ("max_length", "1024"), ("split", 3),
+])
+def test_call_options_out_of_range_are_errors_naming_the_option(tmp_path, tiny_processor, option, value):
+    with pytest.raises(UserError, match=f"Option {option}="):
+        prepare(PrepareOptions("synthetic:4"), tmp_path / "out", processor=tiny_processor, **{option: value})
     assert not list(tmp_path.iterdir())
 
 
 def test_token_options_need_a_processor(tmp_path):
-    for option in ("max_length", "max_prompt_length", "max_completion_length"):
+    with pytest.raises(UserError, match="max_length counts tokens.*processor="):
+        prepare(PrepareOptions("synthetic:4"), tmp_path / "out", max_length=64)
+    for option in ("max_prompt_length", "max_completion_length"):
         with pytest.raises(UserError, match=f"{option} counts tokens.*processor="):
-            prepare("synthetic:4", tmp_path / "out", **{option: 64})
+            prepare(PrepareOptions("synthetic:4", **{option: 64}), tmp_path / "out")
 
 
 def test_data_prep_imports_nothing_from_vlm_dpo():
@@ -244,8 +258,7 @@ def test_data_prep_imports_nothing_from_vlm_dpo():
     code = (
         "import importlib, pkgutil, sys, data_prep\n"
         "for module in pkgutil.walk_packages(data_prep.__path__, 'data_prep.'):\n"
-        "    if module.name != 'data_prep.__main__':\n"
-        "        importlib.import_module(module.name)\n"
+        "    importlib.import_module(module.name)\n"
         "print(len([m for m in sys.modules if m.startswith('data_prep.')]))\n"
         "print(sorted(m for m in sys.modules if m.split('.')[0] == 'vlm_dpo'))\n"
     )
@@ -256,7 +269,7 @@ def test_data_prep_imports_nothing_from_vlm_dpo():
 
 
 def test_synthetic_input_carries_ground_truth(tmp_path):
-    report = prepare("synthetic:12", tmp_path / "out", test_size=0.25)
+    report = prepare(PrepareOptions("synthetic:12", test_size=0.25), tmp_path / "out")
     assert report["read"] == 12 and report["kept"] + sum(report["skipped"].values()) == 12
     row = load_prepared(tmp_path / "out")["train"][0]
     assert json.loads(row["ground_truth"])
@@ -265,30 +278,42 @@ def test_synthetic_input_carries_ground_truth(tmp_path):
 def test_unknown_layout_names_the_columns(tmp_path):
     datasets.Dataset.from_list([{"question": "q", "answer": "a"}]).to_parquet(str(tmp_path / "x.parquet"))
     with pytest.raises(ValueError, match=r"\['answer', 'question'\].*image, text"):
-        prepare(str(tmp_path / "x.parquet"), tmp_path / "out")
+        prepare(PrepareOptions(str(tmp_path / "x.parquet")), tmp_path / "out")
 
 
 def test_hub_id_fails_fast_offline(tmp_path):
     start = time.monotonic()
     with pytest.raises(HubUnavailableError, match="Hugging Face Hub"):
-        prepare("openbmb/RLHF-V-Dataset", tmp_path / "out")
+        prepare(PrepareOptions("openbmb/RLHF-V-Dataset"), tmp_path / "out")
     assert time.monotonic() - start < 15
     assert list(tmp_path.iterdir()) == []  # nothing left behind
 
 
 def test_missing_input_and_unprepared_folder_are_clear_errors(tmp_path):
     with pytest.raises(FileNotFoundError, match="hub data set id"):
-        prepare(str(tmp_path / "nothing.parquet"), tmp_path / "out")
+        prepare(PrepareOptions(str(tmp_path / "nothing.parquet")), tmp_path / "out")
     with pytest.raises(FileNotFoundError, match="python -m data_prep"):
         load_prepared(tmp_path)
 
 
 def test_cli_prints_a_summary(rlhfv_parquet, tmp_path, capsys):
-    from data_prep.__main__ import main
+    from vlm_dpo.cli import run
 
     path, _, expected = rlhfv_parquet
-    report = main(["--input", str(path), "--output", str(tmp_path / "out"), "--model", "tiny-smolvlm",
-                   "--max_length", "300", "--longest_edge", "32"])
+    report = run("prepare", ["--input", str(path), "--output", str(tmp_path / "out"), "--model", "tiny-smolvlm",
+                             "--max_length", "300", "--longest_edge", "32"])
     printed = capsys.readouterr().out
     assert report["skipped"] == expected
     assert "kept 20" in printed and "skipped 1: too_long" in printed and str(tmp_path / "out") in printed
+
+
+def test_data_prep_alone_counts_tokens_with_a_model_folder(rlhfv_parquet, tmp_path, tiny_model_dir, capsys):
+    """python -m data_prep loads a processor from a folder or the hub itself; the built-in names are vlm-dpo's."""
+    from data_prep.__main__ import main
+
+    path, _, expected = rlhfv_parquet
+    argv = ["--input", str(path), "--max_length", "300", "--longest_edge", "32"]
+    report = main([*argv, "--output", str(tmp_path / "out"), "--model", str(tiny_model_dir)])
+    assert report["skipped"] == expected and "kept 20" in capsys.readouterr().out
+    with pytest.raises(UserError, match="vlm-dpo prepare"):
+        main([*argv, "--output", str(tmp_path / "out2"), "--model", "tiny-smolvlm"])

@@ -173,9 +173,9 @@ def test_rows_come_in_twos_that_the_text_alone_cannot_rank(demo_rows):
 
 
 def test_the_split_keeps_each_scene_and_its_copy_on_one_side(tmp_path):
-    from data_prep.prepare import prepare
+    from data_prep import PrepareOptions, prepare
 
-    prepare("synthetic:40", tmp_path, test_size=0.25, seed=3)
+    prepare(PrepareOptions("synthetic:40", test_size=0.25, data_seed_split=3), tmp_path)
     import datasets
 
     splits = datasets.load_from_disk(str(tmp_path))

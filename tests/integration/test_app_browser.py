@@ -1,4 +1,4 @@
-"""The app end to end in a real browser: a tiny training run, ``vlm_dpo.app.main`` serving it on a free local port
+"""The app end to end in a real browser: a tiny training run, ``vlm-dpo app`` serving it on a free local port
 in its own process, headless Chromium (Debian's ``chromium`` package) driven by Playwright. Bad upload, ask,
 judge, browse; every request the page makes stays on this machine; the server then stops cleanly."""
 
@@ -36,7 +36,7 @@ def group_alive(pgid: int) -> bool:
 
 def start_app(run: Path, port: int, log: Path) -> subprocess.Popen:
     """The app in its own process group (so that the test can tell that nothing of it is left), once it listens."""
-    command = [sys.executable, "-c", "import sys; from vlm_dpo.app import main; sys.exit(main(sys.argv[1:]))",
+    command = [sys.executable, "-c", "import sys; from vlm_dpo.cli import main; sys.exit(main(['app', *sys.argv[1:]]))",
                "--adapter", str(run), "--port", str(port), "--max_new_tokens", "8"]
     server = subprocess.Popen(command, cwd=ROOT, env=dict(os.environ), stdout=log.open("w"), stderr=subprocess.STDOUT,
                               start_new_session=True)

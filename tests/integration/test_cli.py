@@ -159,18 +159,19 @@ def test_command_help(command, options, capsys):
 
 
 def test_old_spellings_are_aliases():
+    from data_prep.cli import make_parser, parse
+    from data_prep.command import parse_prepare
     from vlm_dpo.inference import InferArguments
 
-    parser = cli.make_parser(cli.PrepareArguments, "prepare", "")
-    (args,) = cli.parse(parser, ["--input", "in.jsonl", "--output", "out", "--model", "m", "--longest_edge", "99",
-                                 "--seed", "3"])
+    (args,) = parse_prepare(["--input", "in.jsonl", "--output", "out", "--model", "m", "--longest_edge", "99",
+                             "--seed", "3"], "prepare")
     assert (args.dataset_name, args.output_dir, args.model_name_or_path) == ("in.jsonl", "out", "m")
     assert args.image_longest_edge == 99 and args.data_seed_split == 3
-    (args,) = cli.parse(cli.make_parser(InferArguments, "infer", ""), [
+    (args,) = parse(make_parser(InferArguments, "infer", ""), [
         "--adapter", "run", "--dataset", "data", "--report", "rep", "--split", "train", "--model", "base"])
     assert (args.dataset_name, args.output_dir, args.dataset_test_split) == ("data", "rep", "train")
     assert args.model_name_or_path == "base"
-    (args,) = cli.parse(cli.make_parser(InferArguments, "infer", ""), [
+    (args,) = parse(make_parser(InferArguments, "infer", ""), [
         "--adapter", "run", "--image", "a.png", "--image", "b.png", "--question", "Q?"])
     assert args.image == ["a.png", "b.png"]
 
@@ -187,19 +188,20 @@ def test_debug_shows_the_error_itself(tmp_path):
 
 
 def test_infer_app_passes_the_run_to_the_app(vision_run, monkeypatch):
+    from vlm_dpo import app, inference
+
     calls = []
-    app = type(sys)("vlm_dpo.app")
-    app.main = lambda argv: calls.append(argv) or 0
-    monkeypatch.setitem(sys.modules, "vlm_dpo.app", app)
-    assert cli.main(["infer", "--adapter", str(vision_run), "--app", "--port", "7999"]) == 0
-    assert calls == [["--adapter", str(vision_run), "--port", "7999", "--host", "127.0.0.1"]]
+    monkeypatch.setattr(app, "run", lambda args: calls.append(args) or 0)
+    assert inference.app is app
+    assert cli.main(["infer", "--adapter", str(vision_run), "--app", "--port", "7999", "--max_new_tokens", "4"]) == 0
+    assert calls == [app.AppArguments(adapter=str(vision_run), port=7999, host="127.0.0.1", max_new_tokens=4)]
 
 
-def test_missing_app_is_a_user_error(vision_run, monkeypatch, capsys):
-    monkeypatch.setitem(sys.modules, "vlm_dpo.app", None)  # as if the package had no app
+def test_app_without_gradio_is_a_user_error(vision_run, monkeypatch, capsys):
+    monkeypatch.setitem(sys.modules, "gradio", None)  # as if gradio were not installed
     with pytest.raises(SystemExit) as exit_info:
         cli.main(["app", "--adapter", str(vision_run)])
-    assert exit_info.value.code == 2 and "vlm_dpo.app" in capsys.readouterr().err
+    assert exit_info.value.code == 2 and "pip install gradio" in capsys.readouterr().err
 
 
 def test_bitsandbytes_cpu_kernel_notice_is_dropped(caplog):

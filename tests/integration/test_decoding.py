@@ -65,7 +65,7 @@ def rows(names, image_value) -> list[dict]:
 
 def prepared_images(folder, contents, tmp_path, kind: str) -> dict:
     """file name -> the image data_prep stored for it, from a JSONL of relative paths or a parquet of bytes."""
-    from data_prep import load_prepared, prepare
+    from data_prep import PrepareOptions, load_prepared, prepare
 
     names = sorted(contents)
     if kind == "jsonl":
@@ -75,7 +75,7 @@ def prepared_images(folder, contents, tmp_path, kind: str) -> dict:
         source = tmp_path / "rows.parquet"
         table = rows(names, lambda name: {"bytes": contents[name], "path": name})
         datasets.Dataset.from_list(table).to_parquet(str(source))
-    report = prepare(str(source), tmp_path / "prepared", longest_edge=LONGEST_EDGE, test_size=0.2)
+    report = prepare(PrepareOptions(str(source), image_longest_edge=LONGEST_EDGE, test_size=0.2), tmp_path / "prepared")
     assert (report["kept"], report["skipped"]) == (len(names), {})
     prepared = load_prepared(tmp_path / "prepared")
     return {names[row["source_index"]]: row["images"][0] for split in prepared.values() for row in split}

@@ -151,8 +151,7 @@ def test_prompt_on_a_vision_run_is_a_clear_error(capsys, zero_adapter):
 
 
 def test_dataset_mode_writes_metrics_and_report(capsys, tmp_path, tuned_adapter, dataset_dir):
-    from vlm_dpo.eval.registry import BY_KEY, PROBES
-    from vlm_dpo.report import METRIC_KEYS
+    from vlm_dpo.eval.registry import BY_KEY, METRIC_KEYS, PROBES
 
     out = tmp_path / "report"
     assert infer.main(["--adapter", str(tuned_adapter), "--dataset", dataset_dir, "--report", str(out),
@@ -189,7 +188,7 @@ def test_dataset_mode_zero_step_adapter_gives_equal_metrics(capsys, tmp_path, ze
     """Tuned equals base (LoRA B = 0): every base metric equals its tuned twin, every delta is 0, no reward."""
     from datasets import DatasetDict, load_from_disk
 
-    from vlm_dpo.report import METRIC_KEYS
+    from vlm_dpo.eval.registry import METRIC_KEYS
 
     only_train = tmp_path / "only_train"
     DatasetDict(train=load_from_disk(dataset_dir)["train"]).save_to_disk(only_train)  # RLHF-V ships only train

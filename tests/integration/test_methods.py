@@ -20,14 +20,12 @@ RECIPES = {"vision": ROOT / "recipes/tiny.yaml", "text": ROOT / "recipes/tiny_te
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, tiny_model_dir, tiny_text_model_dir):
-    from data_prep.prepare import prepare
+    from data_prep import PrepareOptions, prepare
     from vlm_dpo.models import load_processor
 
     out = tmp_path_factory.mktemp("methods")
-    prepare("synthetic:12", out / "vision", processor_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"),
-            max_length=512, longest_edge=64, test_size=0.25)
-    prepare("arithmetic:12", out / "text", processor_name="tiny-smollm2", processor=load_processor("tiny-smollm2"),
-            max_length=256, test_size=0.25)
+    prepare(PrepareOptions("synthetic:12", image_longest_edge=64, test_size=0.25), out / "vision", model_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"), max_length=512)
+    prepare(PrepareOptions("arithmetic:12", test_size=0.25), out / "text", model_name="tiny-smollm2", processor=load_processor("tiny-smollm2"), max_length=256)
     return out
 
 
@@ -78,16 +76,16 @@ def check_infer_applies_the_positive_phrase(out: Path, kind: str, tmp_path: Path
     from PIL import Image
 
     import infer
-    import vlm_dpo.eval.generate
+    import vlm_dpo.inference
 
     calls = []
-    generate = vlm_dpo.eval.generate.generate_answers
+    generate = vlm_dpo.inference.generate_answers
 
     def recorded(*args, **kwargs):
         calls.append(kwargs)
         return generate(*args, **kwargs)
 
-    monkeypatch.setattr(vlm_dpo.eval.generate, "generate_answers", recorded)
+    monkeypatch.setattr(vlm_dpo.inference, "generate_answers", recorded)
     if kind == "vision":
         Image.new("RGB", (40, 30), "red").save(tmp_path / "red.png")
         asked = ["--image", str(tmp_path / "red.png"), "--question", "Describe the image."]

@@ -28,16 +28,16 @@ ACCELERATE_CONFIGS = sorted((ROOT / "recipes/accelerate").glob("*.yaml"))
 
 
 def test_qlora_without_cuda_fails_before_anything_loads(tmp_path, monkeypatch):
-    import vlm_dpo.models
-    from vlm_dpo.models import GPURequiredError
+    import vlm_dpo.training.run
+    from vlm_dpo.errors import GPURequiredError
 
     assert not torch.cuda.is_available()
 
     def must_not_load(*args, **kwargs):
         raise AssertionError("nothing may load before the QLoRA check")
 
-    monkeypatch.setattr(vlm_dpo.models, "load_processor", must_not_load)
-    monkeypatch.setattr(vlm_dpo.models, "load_model", must_not_load)
+    monkeypatch.setattr(vlm_dpo.training.run, "load_processor", must_not_load)
+    monkeypatch.setattr(vlm_dpo.training.run, "load_model", must_not_load)
     with pytest.raises(GPURequiredError, match="load_in_4bit") as error:
         train.main(["--config", TINY, "--load_in_4bit", "true", "--output_dir", str(tmp_path)])
     assert "CUDA" in str(error.value) and "load_in_4bit: false" in str(error.value)
@@ -174,10 +174,10 @@ def perturbed_adapter(tmp_path_factory, tiny_model_dir):
 
 
 def test_export_help(capsys):
-    from vlm_dpo import export
+    from vlm_dpo import cli
 
     with pytest.raises(SystemExit) as code:
-        export.main(["--help"])
+        cli.main(["export", "--help"])
     assert code.value.code == 0
     text = capsys.readouterr().out
     assert all(flag in text for flag in ("--adapter", "--output", "--dtype", "--model"))
@@ -187,11 +187,12 @@ def test_merged_model_generates_like_base_plus_adapter(perturbed_adapter, tmp_pa
     from PIL import Image
     from transformers import AutoModelForImageTextToText, AutoProcessor
 
-    from vlm_dpo import export
-    from vlm_dpo.eval.generate import generate_answers, load_tuned
+    from vlm_dpo import cli
+    from vlm_dpo.eval.generate import generate_answers
+    from vlm_dpo.models.adapter import load_tuned
 
     merged_dir = tmp_path / "merged"
-    assert export.main(["--adapter", str(perturbed_adapter), "--output", str(merged_dir)]) == 0
+    assert cli.main(["export", "--adapter", str(perturbed_adapter), "--output", str(merged_dir)]) == 0
     assert not list(merged_dir.glob("adapter_*")), "a plain model, no adapter files"
     merged = AutoModelForImageTextToText.from_pretrained(merged_dir).eval()
     processor = AutoProcessor.from_pretrained(merged_dir)
@@ -223,9 +224,9 @@ def test_merged_model_generates_like_base_plus_adapter(perturbed_adapter, tmp_pa
 def test_export_dtype(perturbed_adapter, tmp_path):
     from transformers import AutoModelForImageTextToText
 
-    from vlm_dpo import export
+    from vlm_dpo import cli
 
-    export.main(["--adapter", str(perturbed_adapter), "--output", str(tmp_path / "bf16"), "--dtype", "bfloat16"])
+    cli.main(["export", "--adapter", str(perturbed_adapter), "--output", str(tmp_path / "bf16"), "--dtype", "bfloat16"])
     assert AutoModelForImageTextToText.from_pretrained(tmp_path / "bf16", dtype="auto").dtype == torch.bfloat16
 
 

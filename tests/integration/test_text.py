@@ -40,10 +40,9 @@ def write_jsonl(path, rows):
 
 @pytest.mark.parametrize("rows", [HUMAN_LIKE, ultrafeedback_rows()], ids=["strings", "messages"])
 def test_text_layouts_prepare_into_conversational_text_rows(rows, tmp_path, tiny_text_tokenizer):
-    from data_prep.prepare import load_prepared, prepare
+    from data_prep import PrepareOptions, load_prepared, prepare
 
-    report = prepare(str(write_jsonl(tmp_path / "rows.jsonl", rows)), tmp_path / "out", processor_name="tiny-smollm2",
-                     processor=tiny_text_tokenizer, max_length=256, test_size=0.25)
+    report = prepare(PrepareOptions(str(write_jsonl(tmp_path / "rows.jsonl", rows)), test_size=0.25), tmp_path / "out", model_name="tiny-smollm2", processor=tiny_text_tokenizer, max_length=256)
     assert report["layout"] == "text"
     assert report["read"] == report["kept"] + sum(report["skipped"].values())
     data = load_prepared(tmp_path / "out")
@@ -58,16 +57,14 @@ def test_text_layouts_prepare_into_conversational_text_rows(rows, tmp_path, tiny
 
 def test_text_pairs_are_cut_to_prompt_and_completion_limits(tmp_path, tiny_text_tokenizer):
     """GPT-2-card style limits: the prompt keeps its end, answers their start, and everything fits max_length."""
+    from data_prep import PrepareOptions, load_prepared, prepare
     from data_prep.budget import TokenBudget
     from data_prep.chat import render
-    from data_prep.prepare import load_prepared, prepare
 
     words = " ".join(f"w{i}" for i in range(300))
     rows = [{"prompt": f"{words} END?", "chosen": f"START good {words}", "rejected": f"START bad {words}"}] * 1
     rows += [{"prompt": f"short {i}?", "chosen": f"yes {i}", "rejected": f"no {i}"} for i in range(3)]
-    prepare(str(write_jsonl(tmp_path / "rows.jsonl", rows)), tmp_path / "out", processor_name="tiny-smollm2",
-            processor=tiny_text_tokenizer, max_length=160, max_prompt_length=96, max_completion_length=64,
-            test_size=0.25)
+    prepare(PrepareOptions(str(write_jsonl(tmp_path / "rows.jsonl", rows)), max_prompt_length=96, max_completion_length=64, test_size=0.25), tmp_path / "out", model_name="tiny-smollm2", processor=tiny_text_tokenizer, max_length=160)
     data = load_prepared(tmp_path / "out")
     long = [row for split in data.values() for row in split if "END" in row["prompt"][0]["content"]]
     assert len(long) == 1
@@ -189,7 +186,7 @@ def test_prompt_and_image_modes_exclude_each_other(text_run):
 
 @pytest.mark.parametrize("recipe", ["smollm2_text.yaml", "gpt2_ultrafeedback.yaml"])
 def test_hub_text_recipes_fail_fast_offline(recipe, tmp_path):
-    from vlm_dpo.models import HubUnavailableError
+    from vlm_dpo.errors import HubUnavailableError
 
     start = time.monotonic()
     with pytest.raises(HubUnavailableError, match="Hub"):

@@ -32,7 +32,7 @@ def test_no_argument_means_the_demo_recipe():
 
 def test_real_recipe_fails_fast_without_hub(tmp_path):
     start = time.monotonic()
-    from vlm_dpo.models import HubUnavailableError
+    from vlm_dpo.errors import HubUnavailableError
 
     with pytest.raises(HubUnavailableError, match="recipes/tiny.yaml") as error:
         train.main(["--config", str(ROOT / "recipes/smolvlm_rlhfv.yaml"), "--output_dir", str(tmp_path)])
@@ -144,7 +144,7 @@ def test_prepared_data_must_fit_the_training_max_length(tmp_path):
     (["--max_length", "-5"], "--max_length must be at least 1, got -5; leave it unset"),
     (["--eval_limit", "0"], "--eval_limit must be at least 1"),
     (["--report_pairs", "-1"], "--report_pairs must be 0 .no report. or more"),
-    (["--test_size", "1.5"], "--test_size must be a fraction"),
+    (["--test_size", "1.5"], "Option test_size=1.5 is invalid"),
     (["--loss_type", "dop"], "Unknown --loss_type"),
 ])
 def test_impossible_values_fail_at_parse_time(argv, message):
@@ -168,22 +168,25 @@ def test_rerun_with_other_data_settings_prepares_again_and_records_what_it_train
         return json.loads((out / "data" / "prep_report.json").read_text())
 
     train.main([*common, "--dataset_name", "synthetic:16"])  # the recipe's 0.25 held out, 64 px, seed 42
-    assert (prepared()["test_size"], prepared()["longest_edge"], prepared()["seed"]) == (0.25, 64, 42)
+    options = prepared()["options"]
+    assert (options["test_size"], options["image_longest_edge"], options["data_seed_split"]) == (0.25, 64, 42)
 
     settings = ["--test_size", "0.5", "--image_longest_edge", "32", "--data_seed_split", "7"]
     changed = [*common, "--dataset_name", "synthetic:16", *settings]
     with caplog.at_level(logging.INFO, logger="vlm_dpo.training.data"):
         train.main(changed)
     report = prepared()
-    assert (report["test_size"], report["longest_edge"], report["seed"]) == (0.5, 32, 7)
-    for change in ("image_longest_edge 64 -> 32", "test_size 0.25 -> 0.5", "seed 42 -> 7"):
+    options = report["options"]
+    assert (options["test_size"], options["image_longest_edge"], options["data_seed_split"]) == (0.5, 32, 7)
+    for change in ("image_longest_edge 64 -> 32", "test_size 0.25 -> 0.5", "data_seed_split 42 -> 7"):
         assert change in caplog.text
     config = yaml.safe_load((out / "run_config.yaml").read_text())
     results = json.loads((out / "eval_results.json").read_text())
     assert (config["test_size"], config["image_longest_edge"], config["data_seed_split"]) == (0.5, 32, 7)
     used = config["data_preparation"]
-    assert (used["test_size"], used["longest_edge"], used["seed"]) == (0.5, 32, 7) and results["data_preparation"] == used
-    assert results["n_eval_pairs"] == report["splits"]["test"] and results["n_train_pairs"] == report["splits"]["train"]
+    assert used["options"] == options and results["data_preparation"] == used
+    splits = used["splits"]
+    assert results["n_eval_pairs"] == splits["test"] and results["n_train_pairs"] == splits["train"]
 
     stamp = (out / "data" / "prep_report.json").stat().st_mtime_ns
     caplog.clear()
@@ -199,7 +202,7 @@ def test_rerun_with_other_data_settings_prepares_again_and_records_what_it_train
 def test_an_empty_split_is_refused_before_the_model_loads(empty, tmp_path, monkeypatch, tiny_model_dir):
     import datasets
 
-    import vlm_dpo.models
+    import vlm_dpo.training.run
     from data_prep.chat import messages
 
     pairs = datasets.Dataset.from_list([messages("Describe it.", "A red circle.", "A blue square.")])
@@ -211,7 +214,7 @@ def test_an_empty_split_is_refused_before_the_model_loads(empty, tmp_path, monke
     def must_not_load(*args, **kwargs):
         raise AssertionError("the model must not load for empty data")
 
-    monkeypatch.setattr(vlm_dpo.models, "load_model", must_not_load)
+    monkeypatch.setattr(vlm_dpo.training.run, "load_model", must_not_load)
     role, fix = ("training", "use more pairs") if empty == "train" else ("held-out", "raise --test_size")
     with pytest.raises(UserError, match=f"The {role} split '{empty}' of {data} is empty: {fix}"):
         train.main(["--config", TINY, "--dataset_name", str(data), "--output_dir", str(tmp_path / "out")])

@@ -4,8 +4,8 @@ chosen and a rejected answer with both, and browse the run's held-out report.
     vlm-dpo app --adapter outputs/tiny [--port 7860] [--host 127.0.0.1]
     python infer.py --adapter outputs/tiny --app
 
-``main(argv)`` parses ``AppArguments`` with transformers' ``HfArgumentParser``, loads the model once and serves
-until Ctrl-C or SIGTERM. It listens on 127.0.0.1 only unless ``--host`` says otherwise. A wrong ``--adapter``,
+``run(AppArguments(...))`` (the ``app`` command, and ``infer --app``) loads the model once and serves until Ctrl-C
+or SIGTERM. It listens on 127.0.0.1 only unless ``--host`` says otherwise. A wrong ``--adapter``,
 ``--max_new_tokens`` or a taken port raises ``UserError`` before (or instead of) serving.
 """
 
@@ -14,6 +14,9 @@ from __future__ import annotations
 import signal
 import threading
 from dataclasses import dataclass, field
+
+from data_prep.errors import UserError
+from vlm_dpo.app.panels import load_session
 
 
 @dataclass
@@ -27,20 +30,20 @@ class AppArguments:
     max_new_tokens: int = field(default=64, metadata={"help": "Longest answer, in tokens."})
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Parse ``argv`` (default: the command line), load the run and serve the page until stopped; returns 0."""
-    from transformers import HfArgumentParser
-
-    (args,) = HfArgumentParser(AppArguments).parse_args_into_dataclasses(args=argv)
-    return run(args)
+ARGUMENTS = (AppArguments,)
 
 
 def run(args: AppArguments) -> int:
     """Serve ``args`` until Ctrl-C or SIGTERM, then close the server (the port is free when this returns)."""
-    from vlm_dpo.app.panels import load_session
-
+    if not 0 < args.port < 65536:
+        raise UserError(f"--port must be between 1 and 65535, got {args.port}.")
+    try:
+        import gradio  # noqa: F401 -- checked before the model loads, not after
+    except ModuleNotFoundError:
+        raise UserError("the app needs the package 'gradio': pip install gradio (or pip install -r "
+                        "requirements.txt)") from None
     session = load_session(args.adapter, args.model_name_or_path, args.max_new_tokens)
-    from vlm_dpo.app.ui import serve  # imports gradio: only once the run has loaded
+    from vlm_dpo.app.ui import serve  # gradio, imported only once the run has loaded
 
     stop = threading.Event()
     previous = signal.signal(signal.SIGTERM, lambda *_: stop.set())

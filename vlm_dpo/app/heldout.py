@@ -11,36 +11,36 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from data_prep.chat import message_text
+from data_prep.prepare import is_prepared, load_prepared
+from vlm_dpo.eval.checks.scenes import question_type
+from vlm_dpo.eval.scoring import pair_change
+from vlm_dpo.models.run_record import RunRecord
+
 MODELS = ("base", "tuned")
 CHANGES = ("improved", "regressed", "unchanged")
 HALLUCINATION_FILTERS = ("any", "tuned hallucinates", "base hallucinates", "neither hallucinates")
 
 
-def prepared_dir(adapter: str | Path, run_config: dict) -> Path | None:
+def prepared_dir(record: RunRecord) -> Path | None:
     """Where the run's prepared data is, in the order training decides it (``load_or_prepare``); None if gone."""
-    from data_prep.prepare import is_prepared
-
-    for candidate in (run_config.get("dataset_name"), run_config.get("prepared_dir"), Path(adapter) / "data"):
+    for candidate in (record.dataset_name, record.prepared_dir, record.folder / "data"):
         if candidate and is_prepared(candidate):
             return Path(candidate)
     return None
 
 
-def load_heldout(adapter: str | Path, run_config: dict):
+def load_heldout(record: RunRecord):
     """The run's held-out split (``dataset_test_split``), or None when the prepared data cannot be found."""
-    from data_prep.prepare import load_prepared
-
-    folder = prepared_dir(adapter, run_config)
+    folder = prepared_dir(record)
     if folder is None:
         return None
     splits = load_prepared(folder)
-    return splits.get(run_config.get("dataset_test_split") or "test")
+    return splits.get(record.dataset_test_split)
 
 
 def heldout_choices(heldout) -> list[tuple[str, int]]:
     """``(label, index)`` of every held-out pair, for a picker."""
-    from data_prep.chat import message_text
-
     if heldout is None:
         return []
     return [(f"{i}: {message_text(prompt)[:80]}", i) for i, prompt in enumerate(heldout["prompt"])]
@@ -49,8 +49,6 @@ def heldout_choices(heldout) -> list[tuple[str, int]]:
 def heldout_pair(heldout, index: int) -> dict:
     """One held-out pair as the panels take it: ``image`` (None for text runs), ``question``, ``chosen``,
     ``rejected``. The image was cleaned by data_prep when the data was prepared."""
-    from data_prep.chat import message_text
-
     row = heldout[int(index)]
     images = row.get("images") or [None]
     return {"image": images[0].convert("RGB") if images[0] is not None else None,
@@ -63,9 +61,6 @@ def read_report(run_dir: str | Path) -> tuple[list[dict], dict]:
     when training wrote no report. Each row: ``index``, ``question``, ``chosen``, ``rejected``, ``base``,
     ``tuned``, ``question_type``, ``change`` (improved, regressed, unchanged or unknown), and per model
     ``{model}_hallucinated``, ``{model}_logp_margin``, ``{model}_reward_margin`` (None where not scored)."""
-    from vlm_dpo.eval.checks.scenes import question_type
-    from vlm_dpo.report import pair_change
-
     folder = Path(run_dir) / "report"
     path, metrics_path = folder / "answers.jsonl", folder / "metrics.json"
     rows = []

@@ -17,10 +17,17 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from data_prep.errors import UserError
+from PIL import Image
 
-# Longest edge data_prep gives images when the run's config does not say (DataArguments' default).
-DEFAULT_LONGEST_EDGE = 512
+from data_prep.chat import render
+from data_prep.errors import UserError
+from data_prep.images import REASONS, SkipRow, load_image
+from vlm_dpo.app.heldout import load_heldout
+from vlm_dpo.eval.functional import dpo_rewards
+from vlm_dpo.eval.generate import generate_answers
+from vlm_dpo.eval.logprobs import answer_set_logprobs
+from vlm_dpo.models.adapter import load_tuned
+from vlm_dpo.models.run_record import RunRecord
 
 
 class BadInput(UserError):
@@ -33,16 +40,14 @@ class Session:
 
     model: object
     processor: object
-    run_config: dict
+    record: RunRecord
     run_dir: Path
     heldout: object = None  # the run's held-out split (a datasets.Dataset), when it can be found
     max_new_tokens: int = 64
 
     @property
     def vision(self) -> bool:
-        from vlm_dpo.models import is_vision_processor
-
-        return is_vision_processor(self.processor)
+        return self.record.vision
 
     @property
     def tokenizer(self):
@@ -50,14 +55,12 @@ class Session:
 
     @property
     def beta(self) -> float:
-        return float(self.run_config.get("beta", 0.1))  # TRL's default, as infer.py assumes
+        return self.record.beta
 
     @property
     def tuned_generation(self) -> dict:
         """How the tuned model is asked: a Chain of Hindsight run after its positive phrase, as infer.py asks it."""
-        from vlm_dpo.training.methods.coh import generation_options
-
-        return generation_options(self.run_config)
+        return self.record.tuned_generation
 
     @property
     def context(self) -> int:
@@ -70,13 +73,10 @@ class Session:
 def load_session(adapter: str | Path, model_name_or_path: str | None = None, max_new_tokens: int = 64) -> Session:
     """Load the tuned model once, and the run's held-out pairs where they can be found. A folder that is no training
     run, or an adapter that does not fit the base, is a ``UserError`` raised before any model loads."""
-    from vlm_dpo.app.heldout import load_heldout
-    from vlm_dpo.eval.generate import load_tuned
-
     if max_new_tokens < 1:
         raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}.")
-    model, processor, run_config = load_tuned(adapter, model_name_or_path)  # checks the folder first
-    session = Session(model, processor, run_config, Path(adapter), load_heldout(adapter, run_config), max_new_tokens)
+    model, processor, record = load_tuned(adapter, model_name_or_path)  # checks the folder first
+    session = Session(model, processor, record, Path(adapter), load_heldout(record), max_new_tokens)
     warm_up(session)
     return session
 
@@ -84,11 +84,7 @@ def load_session(adapter: str | Path, model_name_or_path: str | None = None, max
 def warm_up(session: Session) -> None:
     """Answer a throwaway question while loading: a model's first generation pays one-time costs (weights paged in
     from disk, kernels picked for the shapes) that would otherwise slow a person's first question several-fold."""
-    from PIL import Image
-
-    from vlm_dpo.eval.generate import generate_answers
-
-    edge = int(session.run_config.get("image_longest_edge") or DEFAULT_LONGEST_EDGE)
+    edge = session.record.image_longest_edge
     images = [Image.new("RGB", (edge, edge), "white")] if session.vision else None
     generate_answers(session.model, session.processor, images, ["Describe the image."], max_new_tokens=2,
                      batch_size=1)
@@ -97,15 +93,13 @@ def warm_up(session: Session) -> None:
 def read_image(session: Session, path: str | Path | None):
     """An uploaded file -> the image the model sees, through training's decoder (``data_prep.images.load_image``)
     at the run's ``image_longest_edge``; None for a text-only run, which ignores images."""
-    from data_prep.images import REASONS, SkipRow, load_image
-
     if not session.vision:
         return None
     if path is None:
         raise BadInput("Upload or drop an image first, or pick a held-out pair.")
     name = Path(path).name  # not the server's upload folder
     try:
-        return load_image(Path(path), int(session.run_config.get("image_longest_edge") or DEFAULT_LONGEST_EDGE))
+        return load_image(Path(path), session.record.image_longest_edge)
     except SkipRow as skip:
         raise BadInput(f"Cannot use {name}: {REASONS.get(skip.reason, skip.reason)}. Upload a PNG, JPEG, WebP, "
                        "GIF or BMP image.") from None
@@ -113,8 +107,6 @@ def read_image(session: Session, path: str | Path | None):
 
 def _prompt_tokens(session: Session, image, question: str) -> int:
     """Tokens of the rendered prompt (image tokens included), as generation and scoring build it."""
-    from data_prep.chat import render
-
     kwargs = {"images": [[image]]} if session.vision else {}
     return len(session.processor(text=[render(session.processor, question)], add_special_tokens=False,
                                  **kwargs)["input_ids"][0])
@@ -149,8 +141,6 @@ def ask(session: Session, image, question: str):
     """Base, then tuned, answer ``question`` (about ``image``); yields the result after each, for the page to
     show progress. The result: ``base``, ``tuned`` (None until answered), ``base_seconds``, ``tuned_seconds``
     and ``notes`` (e.g. the question was cut)."""
-    from vlm_dpo.eval.generate import generate_answers
-
     question, notes = fit_question(session, image, question, session.max_new_tokens)
     result = {"question": question, "base": None, "tuned": None, "base_seconds": None, "tuned_seconds": None,
               "notes": notes}
@@ -174,9 +164,6 @@ def judge(session: Session, image, question: str, chosen: str, rejected: str) ->
     A Chain of Hindsight run's answers are scored after its positive phrase, by both models, as its training
     evaluation scores them; a note says so."""
     import torch
-
-    from vlm_dpo.eval.functional import dpo_rewards
-    from vlm_dpo.eval.logprobs import answer_set_logprobs
 
     notes, answers = [], {}
     for side, text in (("chosen", chosen), ("rejected", rejected)):

@@ -21,6 +21,7 @@ import gradio as gr  # noqa: E402 -- after the variable above
 from data_prep.errors import UserError  # noqa: E402
 from vlm_dpo.app import heldout  # noqa: E402
 from vlm_dpo.app.panels import Session, ask, judge, read_image  # noqa: E402
+from vlm_dpo.report.table import summary_table  # noqa: E402
 
 logger = logging.getLogger(__name__)
 
@@ -53,8 +54,7 @@ def _fmt(value, digits: int = 4) -> str:
 
 
 def _header(session: Session, n_heldout: int) -> str:
-    config = session.run_config
-    parts = [f"run `{session.run_dir}`", f"base model `{config.get('model_name_or_path')}`",
+    parts = [f"run `{session.run_dir}`", f"base model `{session.record.model_name_or_path}`",
              f"beta {session.beta:g}", f"{n_heldout} held-out pairs", f"answers up to {session.max_new_tokens} tokens"]
     text = "# Base vs tuned\n" + " · ".join(parts)
     if not session.vision:
@@ -163,8 +163,6 @@ def _judge_tab(session: Session, choices: list) -> None:
 
 def _summary(metrics: dict) -> str:
     """The report's own terminal table of metrics.json, or "" when it cannot read this one."""
-    from vlm_dpo.report import summary_table
-
     try:
         return f"```\n{summary_table(metrics)}\n```" if metrics else ""
     except (KeyError, TypeError, ValueError):  # metrics.json from another version: the pairs below still show

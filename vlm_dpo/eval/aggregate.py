@@ -7,6 +7,7 @@ metric of ``vlm_dpo.eval.registry``, then the per-question-type metrics.
 
 from __future__ import annotations
 
+from vlm_dpo.eval.checks.scenes import question_type
 from vlm_dpo.eval.functional import delta
 from vlm_dpo.eval.registry import COUNTS, METRICS
 from vlm_dpo.eval.scoring import EMPTY_SPLIT, MODELS
@@ -38,8 +39,6 @@ def question_type_metrics(rows: list[dict]) -> dict:
 
     Why: an overall gain can hide a question type that got worse; the demo's claim is per type.
     """
-    from vlm_dpo.eval.checks.scenes import question_type
-
     groups: dict[str, list[dict]] = {}
     for row in rows:
         groups.setdefault(question_type(row["question"]), []).append(row)

@@ -4,44 +4,21 @@ The tuned model is the base with the trained LoRA adapter; the base answers come
 ``PeftModel`` with the adapter switched off (``disable_adapter``), so there is never a second copy
 of the weights in memory.
 
-    from vlm_dpo.eval.generate import load_tuned, generate_answers
-    model, processor, run_config = load_tuned("outputs/tiny")
+    from vlm_dpo.eval.generate import generate_answers
+    model, processor, record = vlm_dpo.models.adapter.load_tuned("outputs/tiny")
     tuned = generate_answers(model, processor, images, questions)
     base = generate_answers(model, processor, images, questions, use_adapter=False)
 
 Images and chat come from data_prep, as in training: ``data_prep.images.open_image(path,
-run_config["image_longest_edge"])`` decodes a file exactly as the run's data was decoded.
+record.image_longest_edge)`` decodes a file exactly as the run's data was decoded.
 """
 
 import contextlib
-from pathlib import Path
 
+from tqdm.auto import tqdm
 
-def load_tuned(adapter_dir: str | Path, model: str | None = None):
-    """Load base model + LoRA adapter in eval mode; returns ``(peft_model, processor, run_config)``.
-
-    The base is ``model`` when given (e.g. a local copy of the hub checkpoint), else the one the run
-    was trained on. The processor saved with the adapter wins over the base's, because training may
-    have changed it (e.g. a smaller ``longest_edge``).
-    """
-    import torch
-    from peft import PeftModel
-
-    from vlm_dpo.models import load_model_and_processor, load_processor
-    from vlm_dpo.models.adapter import adapter_fits, check_adapter_folder
-
-    run_config = check_adapter_folder(adapter_dir)  # a wrong folder fails here, before any model loads
-    base_name = model or run_config["model_name_or_path"]
-    base, processor = load_model_and_processor(base_name)
-    folder = Path(adapter_dir)
-    if any((folder / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")):
-        processor = load_processor(str(folder))
-    with adapter_fits(folder, base_name):
-        tuned = PeftModel.from_pretrained(base, str(folder))
-    if torch.cuda.is_available():
-        tuned.to("cuda")
-    tuned.eval()
-    return tuned, processor, run_config
+from data_prep.chat import completion, render
+from vlm_dpo.models import is_vision_processor
 
 
 def generate_answers(model, processor, images, questions, *, max_new_tokens: int = 64, batch_size: int = 4,
@@ -57,9 +34,6 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
     phrases (``vlm_dpo.training.methods.coh.generation_options``).
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from vlm_dpo.models import is_vision_processor
 
     vision = is_vision_processor(processor)
     tokenizer = processor.tokenizer if vision else processor
@@ -88,8 +62,6 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
 def prompt_with_answer_start(processor, question: str, answer_start: str | None = None) -> str:
     """The generation prompt, followed by ``answer_start`` laid out as the chat template lays out an answer that
     begins with it (SmolVLM's template, for one, puts a space between "Assistant:" and the answer)."""
-    from data_prep.chat import completion, render
-
     prompt = render(processor, question)
     if not answer_start:
         return prompt

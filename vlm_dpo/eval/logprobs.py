@@ -22,7 +22,15 @@ docstrings of Python standard-library modules, which ship with every Python, so 
 from __future__ import annotations
 
 import contextlib
+import copy
+import importlib
 import re
+
+from tqdm.auto import tqdm
+
+from data_prep.chat import completion, render
+from vlm_dpo.eval.generate import prompt_with_answer_start
+from vlm_dpo.models import is_vision_processor
 
 # Modules whose docstrings are prose (not option lists); the order fixes which sentences come first.
 EXTERNAL_MODULES = ("abc", "argparse", "ast", "asyncio", "base64", "bisect", "calendar", "cmd", "codecs",
@@ -44,8 +52,6 @@ def external_sentences(n: int) -> list[str]:
     """The first ``n`` prose sentences (6 to 40 words, letters and ordinary punctuation only, not all capitals) of the
     docstrings of ``EXTERNAL_MODULES``, in that order (about 200 in all on Python 3.11); the same list on every
     machine with the same Python minor version."""
-    import importlib
-
     sentences = []
     for name in EXTERNAL_MODULES:
         try:
@@ -84,12 +90,7 @@ def answer_set_logprobs(model, processor, images, questions, answer_sets: list[l
     prompt is most of the sequence (image tokens), so the chosen, rejected and external answers of a report cost
     little more than one of them. Returns ``(sums, counts)`` per set.
     """
-    import copy
-
     import torch
-    from tqdm.auto import tqdm
-
-    from data_prep.chat import completion, render
 
     tokenizer = _tokenizer(processor)
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
@@ -130,9 +131,6 @@ def first_answer_tokens(processor, question: str, answers: list[str], answer_pre
     """The first token of each answer to ``question``, tokenised as ``answer_set_logprobs`` tokenises answers (what
     the whole exchange adds after the rendered prompt). With ``answer_prefix`` (a Chain of Hindsight run's positive
     phrase), the first token after it: the prompt then ends with the prefix, as ``generate_answers`` lays it out."""
-    from data_prep.chat import completion, render
-    from vlm_dpo.eval.generate import prompt_with_answer_start
-
     tokenizer = _tokenizer(processor)
     prompt = prompt_with_answer_start(processor, question, answer_prefix)
     full = [render(processor, question, f"{answer_prefix} {answer}" if answer_prefix else answer) for answer in answers]
@@ -159,8 +157,6 @@ def next_token_logprobs(model, processor, images, questions, token_ids: list[lis
 
 def _tokenizer(processor):
     """The processor's tokenizer (a text model's processor is its tokenizer), with a pad token (GPT-2 has none)."""
-    from vlm_dpo.models import is_vision_processor
-
     tokenizer = processor.tokenizer if is_vision_processor(processor) else processor
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
@@ -171,9 +167,6 @@ def _prompt_forward(model, processor, images, questions, batch: range, answer_pr
     """The prompts of ``batch`` (each followed by ``answer_prefix``, if given) through the model once, left-padded,
     with explicit positions (so a row's tokens sit where they sit unpadded, as TRL's flushed rows do); returns
     ``(prompts, attention_mask, output)``, the output holding the key/value cache and the last position's logits."""
-    from vlm_dpo.eval.generate import prompt_with_answer_start
-    from vlm_dpo.models import is_vision_processor
-
     _tokenizer(processor)  # sets the pad token the padding below needs
     prompts = [prompt_with_answer_start(processor, questions[i], answer_prefix) for i in batch]
     kwargs = {"images": [[images[i]] for i in batch]} if is_vision_processor(processor) else {}

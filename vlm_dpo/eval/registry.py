@@ -16,7 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from vlm_dpo.eval.checks.scenes import QUESTION_TYPES
 from vlm_dpo.eval.functional import mean, pooled_rate
+from vlm_dpo.eval.probes import auroc, majority_baseline
+from vlm_dpo.eval.scoring import pair_change
 
 HIGHER, LOWER, NEITHER = "higher", "lower", "neither"  # which way is better
 
@@ -92,8 +95,6 @@ def _adversarial_accuracy(scores, external=None):
 
 
 def _yes_no_auroc(scores, external=None):
-    from vlm_dpo.eval.probes import auroc
-
     scored = [x for x in scores if "no_minus_yes" in x]
     return auroc([x["no_minus_yes"] for x in scored], [x["object_absent"] for x in scored])
 
@@ -188,14 +189,10 @@ def _n_adversarial(rows: list[dict]) -> int | None:
 
 
 def _majority_baseline(rows: list[dict]) -> float | None:
-    from vlm_dpo.eval.probes import majority_baseline
-
     return majority_baseline(rows)
 
 
 def _changes(rows: list[dict]) -> list[float]:
-    from vlm_dpo.eval.scoring import pair_change
-
     return [pair_change(row) for row in rows]
 
 
@@ -237,8 +234,6 @@ def eval_results_metrics(report: dict) -> dict:
     marked (and per question type), and ``n_report_pairs``; nulls are left out. TRL's own metrics (``rewards_*``,
     ``logps_*``) are not copied: eval_results.json has the trainer's held-out numbers under the same keys.
     """
-    from vlm_dpo.eval.checks.scenes import QUESTION_TYPES
-
     keys = {count.key for count in COUNTS if count.in_eval_results}
     keys |= {f"{count.key}_{qtype}" for count in COUNTS if count.in_eval_results and count.per_type
              for qtype in QUESTION_TYPES}

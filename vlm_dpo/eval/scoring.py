@@ -13,6 +13,12 @@ turns those into the metrics of ``vlm_dpo.eval.registry``.
 
 from __future__ import annotations
 
+from vlm_dpo.eval import embeddings
+from vlm_dpo.eval.checks import arithmetic
+from vlm_dpo.eval.checks.coco import score as hallucination_score
+from vlm_dpo.eval.checks.scenes import answer_correct, question_type
+from vlm_dpo.eval.functional import dpo_rewards
+from vlm_dpo.eval.probes import answer_probes
 from vlm_dpo.eval.similarity import rouge_l_f1, words
 
 MODELS = ("base", "tuned")
@@ -31,12 +37,7 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
     """
     import torch
 
-    from vlm_dpo.eval.checks.coco import score as hallucination_score
-    from vlm_dpo.eval.functional import dpo_rewards
-    from vlm_dpo.eval.probes import answer_probes
-
-    if cosine is None:
-        from vlm_dpo.eval.embeddings import cosine
+    cosine = cosine or embeddings.cosine
     if not rows:
         raise ValueError(EMPTY_SPLIT)
     has_logp = all("logp" in row for row in rows)
@@ -90,8 +91,6 @@ def attribute_correct(question: str, answer: str, ground_truth: str | None) -> b
     """
     if not ground_truth:
         return None
-    from vlm_dpo.eval.checks import arithmetic
-    from vlm_dpo.eval.checks.scenes import answer_correct, question_type
 
     if arithmetic.exact_answer(ground_truth) is not None:  # the text demo's checkable answers
         return arithmetic.answer_correct(answer, ground_truth)

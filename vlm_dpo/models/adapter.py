@@ -1,5 +1,7 @@
-"""A training output folder as inference and export read it: checked before any model loads, and an adapter that
-does not fit its base reported as such.
+"""A training output folder as inference, the app and export read it: checked before any model loads, its record
+read (``RunRecord``), the tuned model loaded, and an adapter that does not fit its base reported as such.
+
+    model, processor, record = load_tuned("outputs/tiny")    # a PeftModel in eval mode; the base is the adapter off
 
 A folder copied half-way, a file edited by hand or an adapter put on another base would otherwise fail deep in
 yaml, json, safetensors or PEFT, minutes later and without naming the file; here each names the file and the fix.
@@ -9,16 +11,19 @@ import contextlib
 import json
 from pathlib import Path
 
+import yaml
+
 from vlm_dpo.errors import AdapterError
+from vlm_dpo.models.load import load_model_and_processor, load_processor
+from vlm_dpo.models.run_record import RunRecord
 
 REQUIRED = ("adapter_config.json", "adapter_model.safetensors", "run_config.yaml")
 RETRAIN = "Train again (it writes this file), or copy the whole output folder again."
 
 
-def check_adapter_folder(folder: str | Path) -> dict:
-    """The run's config (``run_config.yaml``) after checking that the folder's three files are whole; else an
+def check_adapter_folder(folder: str | Path) -> RunRecord:
+    """The run's record (from ``run_config.yaml``) after checking that the folder's three files are whole; else an
     ``AdapterError`` naming the file. Reads the safetensors header only, not the weights."""
-    import yaml
     from safetensors import safe_open
 
     folder = Path(folder)
@@ -48,7 +53,31 @@ def check_adapter_folder(folder: str | Path) -> dict:
             handle.keys()
     except Exception as error:  # safetensors raises its own SafetensorError, or OSError, for a damaged file
         raise AdapterError(f"{path} is damaged ({one_line(error)}). {RETRAIN}") from None
-    return config
+    return RunRecord.from_config(config, folder)
+
+
+def load_tuned(adapter_dir: str | Path, model: str | None = None):
+    """Load base model + LoRA adapter in eval mode; returns ``(peft_model, processor, record)``.
+
+    The base is ``model`` when given (e.g. a local copy of the hub checkpoint), else the one the run
+    was trained on. The processor saved with the adapter wins over the base's, because training may
+    have changed it (e.g. a smaller ``longest_edge``).
+    """
+    import torch
+    from peft import PeftModel
+
+    record = check_adapter_folder(adapter_dir)  # a wrong folder fails here, before any model loads
+    base_name = model or record.model_name_or_path
+    base, processor = load_model_and_processor(base_name)
+    folder = Path(adapter_dir)
+    if any((folder / name).is_file() for name in ("processor_config.json", "tokenizer_config.json")):
+        processor = load_processor(str(folder))
+    with adapter_fits(folder, base_name):
+        tuned = PeftModel.from_pretrained(base, str(folder))
+    if torch.cuda.is_available():
+        tuned.to("cuda")
+    tuned.eval()
+    return tuned, processor, record
 
 
 @contextlib.contextmanager

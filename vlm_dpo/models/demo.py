@@ -13,7 +13,7 @@ shuffle 4 (as SmolVLM), so 4 image tokens per tile and at most 20 per image; 3 e
 
 This module builds the model; its vision side gets the stage-1 weights (~3 MB, the language model is not among
 them) shipped in ``vlm_dpo/models/assets/``, so a fresh clone only converts the GGUF file and loads them. How
-those weights are trained (stage 0, vision pre-training; stage 1, connector SFT) is ``vlm_dpo.models.demo_stages``.
+those weights are trained (stage 0, vision pre-training; stage 1, connector SFT) is ``vlm_dpo.training.demo_stages``.
 
     vlm-dpo build-model demo-smolvlm            # build (or reuse) the cached model, print its folder
     vlm-dpo build-demo-stage1                   # retrain the shipped weights (~16 min on 2 cores)
@@ -21,10 +21,14 @@ those weights are trained (stage 0, vision pre-training; stage 1, connector SFT)
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import shutil
 from pathlib import Path
 
+from vlm_dpo.errors import MissingInputError
 from vlm_dpo.models.cache import default_cache_dir, save_atomically
+from vlm_dpo.models.smollm2 import ensure_smollm2
 from vlm_dpo.models.tiny import SMOLVLM_CHAT_TEMPLATE, SPECIAL_TOKENS
 
 logger = logging.getLogger(__name__)
@@ -133,20 +137,19 @@ def read_stage1(path: str | Path) -> dict:
 # --------------------------------------------------------------------------- the cached model
 
 
-def assemble(stage1: str | Path | None = ASSET, train_if_missing: bool = True, **train_kwargs):
-    """(model, processor): SmolLM2 + fresh vision side, with the stage-1 weights loaded (or trained)."""
-    from vlm_dpo.models.smollm2 import ensure_smollm2
-
+def assemble(stage1: str | Path | None = ASSET):
+    """(model, processor): SmolLM2 + fresh vision side, with the stage-1 weights of ``stage1`` loaded (None: left
+    untrained, as ``vlm_dpo.training.demo_stages`` starts them)."""
     lm_folder = ensure_smollm2()
     tokenizer = build_tokenizer(lm_folder)
     processor = build_processor(tokenizer)
     model = build_model(tokenizer, lm_folder)
-    if stage1 is not None and Path(stage1).is_file():
+    if stage1 is not None:
+        if not Path(stage1).is_file():
+            raise MissingInputError(f"The demo model's stage-1 weights {stage1} are missing (they come with the "
+                                    "repository): restore them with git, or rebuild them with vlm-dpo "
+                                    f"build-demo-stage1 --output {stage1}")
         load_stage1_state(model, tokenizer, read_stage1(stage1))
-    elif train_if_missing:  # a checkout without the asset: train it here (~16 min on 2 cores)
-        from vlm_dpo.models.demo_stages import train_stage1
-
-        train_stage1(model, processor, **train_kwargs)
     return model, processor
 
 
@@ -156,9 +159,6 @@ def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | Non
     The folder records the sha256 of the stage-1 weights it was built from: after a ``git pull`` that brings
     new weights, the stale cached model is rebuilt instead of silently reused.
     """
-    import hashlib
-    import shutil
-
     folder = Path(folder) if folder else default_cache_dir() / DEMO_MODEL_NAME
     digest = hashlib.sha256(Path(stage1).read_bytes()).hexdigest() if stage1 and Path(stage1).is_file() else "trained"
     stamp = folder / "stage1.sha256"

@@ -6,23 +6,14 @@ locally once, a folder is read as is, and anything else is a hub id, checked up 
 the hub fails in seconds with a message that names the offline recipe.
 """
 
-from pathlib import Path
+import os
 
-from data_prep.hub import OFFLINE_HINT, cached_or_reachable
-from vlm_dpo.errors import GPURequiredError, MissingInputError
+from data_prep.processors import folder_or_hub_id, is_vision_processor, load_processor_from
+from vlm_dpo.errors import GPURequiredError
+from vlm_dpo.models.registry import BUILT_IN, ensure_built_in, is_built_in
 
 # The language model's linear layers in SmolVLM (Idefics3): the vision tower and connector stay frozen.
 VLM_LORA_TARGETS = r".*text_model.*\.(q_proj|k_proj|v_proj|o_proj|gate_proj|up_proj|down_proj)"
-
-
-# For text models without a chat template (GPT-2): the plain "User: ...\nAssistant: ..." layout of the GPT-2 DPO
-# card. The generation prompt ends on "Assistant:" so that the answer's leading space joins its first word's token.
-PLAIN_CHAT_TEMPLATE = (
-    "{% for message in messages %}{% if message['role'] == 'assistant' %}"
-    "{{ 'Assistant: ' + message['content'] + eos_token + '\n' }}"
-    "{% else %}{{ message['role'] | capitalize + ': ' + message['content'] + '\n' }}{% endif %}{% endfor %}"
-    "{% if add_generation_prompt %}{{ 'Assistant:' }}{% endif %}"
-)
 
 
 def resolve_model_path(name: str) -> str:
@@ -38,34 +29,14 @@ def resolve_model_path(name: str) -> str:
 
 
 def _resolve_model_path(name: str) -> str:
-    from vlm_dpo.models.registry import BUILT_IN, ensure_built_in, is_built_in
-
     if is_built_in(name):
         return str(ensure_built_in(name))
-    if Path(name).is_dir():
-        return name
-    if Path(name).exists() or name.startswith((".", "/")) or name.count("/") != 1:
-        raise MissingInputError(f"Model {name!r} is neither a folder, a hub id (owner/name) nor a built-in model "
-                                f"({', '.join(BUILT_IN)}). {OFFLINE_HINT}")
-    return cached_or_reachable(name, repo_type="model")
+    return folder_or_hub_id(name, f", nor a built-in model ({', '.join(BUILT_IN)})")
 
 
 def load_processor(name: str):
     """The processor (VLM) or tokenizer (text model) of ``name``."""
-    from transformers import AutoProcessor, AutoTokenizer
-
-    path = resolve_model_path(name)
-    try:
-        processor = AutoProcessor.from_pretrained(path)
-    except (OSError, ValueError):
-        processor = AutoTokenizer.from_pretrained(path)
-    if not is_vision_processor(processor) and not processor.chat_template:
-        processor.chat_template = PLAIN_CHAT_TEMPLATE  # GPT-2 & co.; saved with the adapter, so inference agrees
-    return processor
-
-
-def is_vision_processor(processor) -> bool:
-    return hasattr(processor, "image_processor")
+    return load_processor_from(resolve_model_path(name))
 
 
 def pick_dtype(requested: str | None = "auto"):
@@ -147,3 +118,19 @@ def lora_config(model_args, vision: bool):
         target_modules=targets, modules_to_save=model_args.lora_modules_to_save, task_type="CAUSAL_LM",
         use_rslora=model_args.use_rslora, use_dora=model_args.use_dora,
     )
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where bf16 matmuls run on native units (Intel AMX); elsewhere CPU bf16 is emulated and slower.
+
+    ``VLM_DPO_FP32=1`` says no, to compare with float32.
+    """
+    import torch
+
+    if os.environ.get("VLM_DPO_FP32") == "1":
+        return False
+    try:
+        with open("/proc/cpuinfo") as handle:
+            return "amx_bf16" in handle.read() and torch.backends.mkldnn.is_available()
+    except OSError:
+        return False

@@ -13,6 +13,8 @@ SmolLM2-Instruct's ChatML template, on a 2-layer Llama causal LM (``ensure_tiny_
 
 from pathlib import Path
 
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+
 from vlm_dpo.models.cache import default_cache_dir, save_atomically
 
 TINY_MODEL_NAME = "tiny-smolvlm"
@@ -62,7 +64,6 @@ def _corpus() -> list[str]:
 
 def build_tokenizer():
     """A byte-level BPE tokenizer with SmolLM2/SmolVLM's special tokens and chat template."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
     raw = Tokenizer(models.BPE())

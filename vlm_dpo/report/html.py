@@ -16,6 +16,8 @@ import json
 from functools import lru_cache
 from pathlib import Path
 
+from jinja2 import Environment, FileSystemLoader, StrictUndefined
+
 from vlm_dpo.eval.registry import BY_KEY, HIGHER, LOWER, groups, training_eval_keys
 from vlm_dpo.eval.scoring import MODELS, pair_change
 from vlm_dpo.report.table import fmt
@@ -29,8 +31,6 @@ PROBE_TYPES = ("exists", "count", "color", "describe")  # the dodge probes' tabl
 
 @lru_cache(maxsize=1)
 def _template():
-    from jinja2 import Environment, FileSystemLoader, StrictUndefined
-
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
     return env.get_template("report.html")

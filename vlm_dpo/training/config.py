@@ -1,6 +1,7 @@
 """The typed configuration that ``train.py`` reads with TRL's ``TrlParser``: YAML recipe, then CLI overrides.
 
-Three dataclasses, as in TRL's own scripts: ``DataArguments`` (ours), ``TrainConfig`` (TRL's
+Three dataclasses, as in TRL's own scripts: ``DataArguments`` (ours: ``data_prep.PrepareOptions`` and how training
+reads the data), ``TrainConfig`` (TRL's
 ``DPOConfig`` with a CPU-aware precision default, DDPO's ``ddpo_gamma`` and early checks of ``loss_type`` and the
 lengths) and TRL's ``ModelConfig`` (model id, LoRA, 4-bit). Values that cannot work fail here, as a ``UserError``
 naming the option, before anything loads.
@@ -9,9 +10,13 @@ naming the option, before anything loads.
 import logging
 from dataclasses import dataclass, field
 
+import torch
 from trl import DPOConfig
 
+from data_prep.options import PrepareOptions
 from vlm_dpo.errors import UserError
+from vlm_dpo.models.load import cpu_has_native_bf16
+from vlm_dpo.training.methods import check_method
 
 logger = logging.getLogger(__name__)
 
@@ -21,41 +26,16 @@ LOSS_TYPES = ("sigmoid", "hinge", "ipo", "exo_pair", "nca_pair", "robust", "bco_
 
 
 @dataclass
-class DataArguments:
-    dataset_name: str = field(
-        default="synthetic:96",
-        metadata={"help": "Preference data: a folder written by `python -m data_prep`, or anything data_prep reads "
-                  "(hub id, parquet, jsonl, saved folder, synthetic:N), which is then prepared into "
-                  "`prepared_dir` first."},
-    )
+class DataArguments(PrepareOptions):
+    """What the data are (``PrepareOptions``, shared with the prepare command) and how training reads them."""
+
     prepared_dir: str | None = field(
         default=None, metadata={"help": "Where to write data prepared on the fly (default: OUTPUT_DIR/data)."}
     )
     dataset_train_split: str = field(default="train", metadata={"help": "Split to train on."})
     dataset_test_split: str = field(default="test", metadata={"help": "Held-out split, evaluated before and after."})
-    image_longest_edge: int = field(
-        default=512, metadata={"help": "data_prep resizes images so their longest edge is at most this (pixels)."}
-    )
-    processor_longest_edge: int | None = field(
-        default=None,
-        metadata={"help": "The image processor scales every image to this longest edge before splitting it into "
-                  "tiles (SmolVLM-256M ships 2048: 17 tiles, 1,088 image tokens). Lower it to save memory. "
-                  "Default: the processor's own."},
-    )
-    test_size: float = field(default=0.1, metadata={"help": "Held-out fraction when the data has no test split."})
     eval_limit: int | None = field(
         default=None, metadata={"help": "Evaluate on at most this many held-out pairs (default: all)."}
-    )
-    data_seed_split: int = field(default=42, metadata={"help": "Seed of the train/test split in data_prep."})
-    max_prompt_length: int | None = field(
-        default=None,
-        metadata={"help": "Text pairs only: data_prep keeps the last tokens of the prompt so that the rendered prompt "
-                  "has at most this many (TRL 1.x has no such field; image pairs are never cut). Default: no cut."},
-    )
-    max_completion_length: int | None = field(
-        default=None,
-        metadata={"help": "Text pairs only: data_prep keeps the first tokens of each answer, at most this many "
-                  "with the template's end tokens. Default: no cut."},
     )
     report_pairs: int = field(
         default=64,
@@ -69,21 +49,11 @@ class DataArguments:
                   "(synthetic scenes, arithmetic); each answer the checker finds wrong is added as a pair, the "
                   "chosen answer against it (vlm_dpo.training.own_negatives; answers cached per base model)."},
     )
-    image_root: str | None = field(
-        default=None,
-        metadata={"help": "allow image paths under this folder; by default relative image paths resolve against the "
-                  "data file's folder and paths outside it are skipped"},
-    )
 
     def __post_init__(self):
-        if not 0 < self.test_size < 1:
-            raise UserError(f"--test_size must be a fraction in (0, 1), got {self.test_size}.")
-        if self.image_longest_edge < 16:
-            raise UserError(f"--image_longest_edge must be at least 16 pixels, got {self.image_longest_edge}.")
-        for name in ("eval_limit", "processor_longest_edge", "max_prompt_length", "max_completion_length"):
-            value = getattr(self, name)
-            if value is not None and value < 1:
-                raise UserError(f"--{name} must be at least 1, got {value}; leave it unset for no limit.")
+        super().__post_init__()
+        if self.eval_limit is not None and self.eval_limit < 1:
+            raise UserError(f"--eval_limit must be at least 1, got {self.eval_limit}; leave it unset for no limit.")
         if self.report_pairs < 0:
             raise UserError(f"--report_pairs must be 0 (no report) or more, got {self.report_pairs}.")
         if self.report_max_new_tokens < 1:
@@ -128,15 +98,11 @@ class TrainConfig(DPOConfig):
         "help": "method coh: the phrase before the rejected answer; generations are cut before it."})
 
     def __post_init__(self):
-        import torch
-
         # TRL's default sets the deprecated gradient_checkpointing; carrying it over to its new name keeps
         # transformers from warning on every run (an explicit activation_checkpointing wins).
         if self.activation_checkpointing is None:
             self.activation_checkpointing = self.gradient_checkpointing
         self._check_losses()
-        from vlm_dpo.training.methods import check_method
-
         check_method(self)
         for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size"):
             value = getattr(self, name)
@@ -175,21 +141,3 @@ class TrainConfig(DPOConfig):
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
             raise UserError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
                             "use_weighting false and f_divergence_type reverse_kl.")
-
-
-def cpu_has_native_bf16() -> bool:
-    """True where bf16 matmuls run on native units (Intel AMX); elsewhere CPU bf16 is emulated and slower.
-
-    ``VLM_DPO_FP32=1`` says no, to compare with float32.
-    """
-    import os
-
-    import torch
-
-    if os.environ.get("VLM_DPO_FP32") == "1":
-        return False
-    try:
-        with open("/proc/cpuinfo") as handle:
-            return "amx_bf16" in handle.read() and torch.backends.mkldnn.is_available()
-    except OSError:
-        return False

@@ -2,9 +2,9 @@
 has changed.
 
 Data prepared on the fly (into ``prepared_dir``, default OUTPUT_DIR/data) is stamped with a fingerprint of
-everything that decides its content (``FINGERPRINT``: the input and, for a local file or folder, its size and
-modification time; the processor and its image size; the length limits; image size, split fraction and seed;
-``image_root``; the synthetic generator's version where data_prep gives one). A later run reuses the folder only
+everything that decides its content (``FINGERPRINT``: the preparation options, ``data_prep.PrepareOptions``; for a
+local file or folder, its size and modification time; the processor and ``max_length``; the synthetic generator's
+version where data_prep gives one). A later run reuses the folder only
 when its fingerprint is the same, and otherwise prepares it again, saying what changed. A folder the user names as
 ``dataset_name`` is theirs: used as is, after checking that its pairs fit ``max_length``.
 """
@@ -13,6 +13,9 @@ import json
 import logging
 from pathlib import Path
 
+from data_prep import synthetic
+from data_prep.options import PrepareOptions
+from data_prep.prepare import is_prepared, load_prepared, prepare
 from vlm_dpo.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -23,8 +26,6 @@ GENERATED = ("synthetic", "arithmetic")  # input prefixes of data_prep's generat
 
 def load_or_prepare(data_args, model_name: str, processor, max_length: int | None, output_dir: Path):
     """The prepared splits and the folder they come from; prepares them first where needed."""
-    from data_prep.prepare import is_prepared, load_prepared, prepare
-
     if is_prepared(data_args.dataset_name):
         target = Path(data_args.dataset_name)
         check_fits(target, max_length)
@@ -35,12 +36,8 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
     if why:
         logger.info("Preparing %s into %s: %s.", data_args.dataset_name, target, why)
         (target / FINGERPRINT).unlink(missing_ok=True)  # a preparation that fails half-way is never reused
-        prepare(
-            data_args.dataset_name, target, processor_name=model_name, processor=processor, max_length=max_length,
-            longest_edge=data_args.image_longest_edge, test_size=data_args.test_size, seed=data_args.data_seed_split,
-            max_prompt_length=data_args.max_prompt_length, max_completion_length=data_args.max_completion_length,
-            image_root=data_args.image_root,
-        )
+        prepare(PrepareOptions.of(data_args), target, processor=processor, model_name=model_name,
+                max_length=max_length)
         (target / FINGERPRINT).write_text(json.dumps(wanted, indent=2) + "\n")
     else:
         logger.info("Reusing %s: prepared from %s with the same settings.", target, data_args.dataset_name)
@@ -50,18 +47,10 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
 def fingerprint(data_args, model_name: str, max_length: int | None) -> dict:
     """Everything that decides what a preparation of ``data_args.dataset_name`` contains, as plain JSON values."""
     source = data_args.dataset_name
-    values = {
-        "input": source, "input_files": local_files(source), "processor": model_name,
-        "processor_longest_edge": data_args.processor_longest_edge, "max_length": max_length,
-        "image_longest_edge": data_args.image_longest_edge, "test_size": data_args.test_size,
-        "seed": data_args.data_seed_split, "max_prompt_length": data_args.max_prompt_length,
-        "max_completion_length": data_args.max_completion_length,
-        "image_root": str(Path(data_args.image_root).resolve()) if data_args.image_root else None,
-    }
+    values = {**PrepareOptions.of(data_args).record(), "input_files": local_files(source), "processor": model_name,
+              "max_length": max_length}
     if source.split(":")[0] in GENERATED:
-        import data_prep.synthetic
-
-        values["generator_version"] = data_prep.synthetic.VERSION
+        values["generator_version"] = synthetic.VERSION
     return json.loads(json.dumps(values))
 
 
@@ -117,8 +106,6 @@ def training_splits(splits, folder: Path, data_args):
 
 def preparation_record(folder: Path) -> dict:
     """What ``run_config.yaml`` and ``eval_results.json`` say about the data actually trained on: where it is and
-    the key fields of its prep_report.json."""
+    its prep_report.json, less the lists of what was read from where."""
     report = json.loads((folder / "prep_report.json").read_text())
-    keys = ("input", "layout", "read", "kept", "skipped", "splits", "model", "max_length", "max_prompt_length",
-            "max_completion_length", "longest_edge", "test_size", "seed", "image_root")
-    return {"folder": str(folder), **{key: report[key] for key in keys if key in report}}
+    return {"folder": str(folder), **{key: value for key, value in report.items() if key != "read_from"}}

@@ -18,6 +18,17 @@ import logging
 from collections import Counter
 from pathlib import Path
 
+import xxhash
+
+from data_prep.chat import message_text
+from data_prep.synthetic import VERSION
+from vlm_dpo.eval.checks.arithmetic import exact_answer
+from vlm_dpo.eval.checks.scenes import hallucinated, question_type
+from vlm_dpo.eval.generate import generate_answers
+from vlm_dpo.eval.scoring import attribute_correct
+from vlm_dpo.models.cache import default_cache_dir
+from vlm_dpo.training.trainers.fast_dpo import tensor_bytes
+
 logger = logging.getLogger(__name__)
 
 
@@ -28,9 +39,6 @@ def add_own_negatives(model, processor, train_set, *, max_new_tokens: int, batch
     question type, for ``eval_results.json``. Rows without a checkable ground truth are left alone.
     """
     from datasets import concatenate_datasets
-
-    from data_prep.chat import message_text
-    from vlm_dpo.eval.scoring import attribute_correct
 
     checkable = [i for i, truth in enumerate(train_set["ground_truth"]) if truth]
     if not checkable:
@@ -60,25 +68,17 @@ def add_own_negatives(model, processor, train_set, *, max_new_tokens: int, batch
 
 def is_wrong(question: str, answer: str, truth: str, attribute_correct) -> bool:
     """The asked attribute is wrong, or (scenes) the answer claims something the scene contradicts."""
-    from vlm_dpo.eval.checks.arithmetic import exact_answer
-    from vlm_dpo.eval.checks.scenes import hallucinated
-
     if attribute_correct(question, answer, truth) is False:
         return True
     return exact_answer(truth) is None and hallucinated(answer, truth)
 
 
 def question_kind(question: str, truth: str) -> str:
-    from vlm_dpo.eval.checks.arithmetic import exact_answer
-    from vlm_dpo.eval.checks.scenes import question_type
-
     return "arithmetic" if exact_answer(truth) is not None else question_type(question)
 
 
 def cached_answers(model, processor, rows, questions, images, max_new_tokens: int, batch_size: int) -> list[str]:
     """The base's greedy answers, from the cache where it has them; the missing ones generated and appended."""
-    from vlm_dpo.eval.generate import generate_answers
-
     path = cache_file(model, max_new_tokens)
     known = read_cache(path)
     keys = [row_key(q, row["ground_truth"], image) for q, row, image in
@@ -112,8 +112,6 @@ def read_cache(path: Path) -> dict[str, str]:
 
 
 def row_key(question: str, truth: str, image) -> str:
-    import xxhash
-
     digest = xxhash.xxh3_128(json.dumps([question, truth]).encode())
     if image is not None:
         digest.update(repr(image.size).encode())
@@ -123,12 +121,6 @@ def row_key(question: str, truth: str, image) -> str:
 
 def cache_file(model, max_new_tokens: int) -> Path:
     """One file per base model (every weight and buffer hashed), generator version and answer length."""
-    import xxhash
-
-    from data_prep.synthetic import VERSION
-    from vlm_dpo.models.cache import default_cache_dir
-    from vlm_dpo.training.trainers.fast_dpo import tensor_bytes
-
     digest = xxhash.xxh3_128(f"{VERSION}/{max_new_tokens}/{model.dtype}".encode())
     for name, tensor in sorted([*model.named_parameters(), *model.named_buffers()], key=lambda item: item[0]):
         digest.update(f"{name}:{tuple(tensor.shape)}".encode())

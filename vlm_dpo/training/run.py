@@ -11,6 +11,24 @@ import json
 import logging
 from pathlib import Path
 
+import yaml
+
+from data_prep.processors import at_training_size
+from vlm_dpo.eval.compare import first_pairs
+from vlm_dpo.eval.registry import eval_results_metrics
+from vlm_dpo.models import is_vision_processor, load_model, load_processor, lora_config, quantization_config
+from vlm_dpo.models.run_record import RunRecord
+from vlm_dpo.report.compare import compare_on_dataset
+from vlm_dpo.report.plots import plot_training_curves
+from vlm_dpo.report.table import print_training_summary
+from vlm_dpo.training import methods
+from vlm_dpo.training.checkpoints import resolve_resume
+from vlm_dpo.training.compat import keep_tensorboard_in_output_dir, undo_eval_only_preparation
+from vlm_dpo.training.data import load_or_prepare, preparation_record, training_splits
+from vlm_dpo.training.output import staged, weights_bytes
+from vlm_dpo.training.own_negatives import add_own_negatives
+from vlm_dpo.training.timing import Stopwatch, phase
+
 logger = logging.getLogger(__name__)
 
 
@@ -34,22 +52,8 @@ def resolved_config(*configs) -> dict:
 
 def main(data_args, training_args, model_args):
     """Train and evaluate; returns the trainer, whose model holds the tuned adapter."""
-    import yaml
     from accelerate import PartialState
     from transformers import set_seed
-
-    from vlm_dpo.eval.compare import first_pairs
-    from vlm_dpo.eval.registry import eval_results_metrics
-    from vlm_dpo.models import is_vision_processor, load_model, load_processor, lora_config, quantization_config
-    from vlm_dpo.report.plots import plot_training_curves
-    from vlm_dpo.report.table import print_training_summary
-    from vlm_dpo.training import methods
-    from vlm_dpo.training.checkpoints import resolve_resume
-    from vlm_dpo.training.compat import keep_tensorboard_in_output_dir, undo_eval_only_preparation
-    from vlm_dpo.training.data import load_or_prepare, preparation_record, training_splits
-    from vlm_dpo.training.methods.coh import generation_options
-    from vlm_dpo.training.output import staged, weights_bytes
-    from vlm_dpo.training.timing import Stopwatch, phase
 
     clock = Stopwatch().start()  # any module adds a phase with one line: ``with phase("name"):``
     set_seed(training_args.seed)
@@ -60,8 +64,7 @@ def main(data_args, training_args, model_args):
     with phase("model/processor load"):
         processor = load_processor(model_name)  # first: a missing hub fails here, in seconds
     vision = is_vision_processor(processor)
-    if vision and data_args.processor_longest_edge:
-        processor.image_processor.size = {"longest_edge": data_args.processor_longest_edge}
+    at_training_size(processor, data_args.processor_longest_edge)
 
     with phase("data preparation"):
         with PartialState().main_process_first():  # under accelerate launch: rank 0 prepares, the others then load
@@ -75,8 +78,6 @@ def main(data_args, training_args, model_args):
                            quantization=quantization)
     own_negatives = None
     if data_args.own_negatives:  # before LoRA wraps it: the model is the base, whose mistakes these are
-        from vlm_dpo.training.own_negatives import add_own_negatives
-
         with phase("own negatives"):
             train_set, own_negatives = add_own_negatives(
                 model, processor, train_set, max_new_tokens=data_args.report_max_new_tokens,
@@ -113,13 +114,15 @@ def main(data_args, training_args, model_args):
         trainer.save_model(str(stage))  # adapter (or full weights without LoRA) + processor
         (stage / "eval_results.json").write_text(json.dumps(results, indent=2))
         (stage / "log_history.json").write_text(json.dumps(trainer.state.log_history, indent=2))
-        config = {**resolved_config(data_args, model_args, training_args), "data_preparation": preparation}
+        config = {**resolved_config(data_args, model_args, training_args), "vision": vision,
+                  "data_preparation": preparation}
         (stage / "run_config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
         plot_training_curves(trainer.state.log_history, stage / "training_curves.png")
     if data_args.report_pairs:
         with phase("report"), staged(output_dir) as stage:  # phases marked inside it count apart
             report = write_generation_report(trainer, processor, eval_set, data_args, output_dir, stage / "report",
-                                             report_logps, generation_options(config))
+                                             report_logps,
+                                             RunRecord.from_config(config, output_dir).tuned_generation)
             # What the answers say about the scenes (where the data has a ground truth), next to the DPO metrics.
             results |= eval_results_metrics(report)
             (stage / "eval_results.json").write_text(json.dumps(results, indent=2))
@@ -136,9 +139,7 @@ def write_generation_report(trainer, processor, eval_set, data_args, output_dir:
                             given_logps: dict | None = None, tuned_generation: dict | None = None) -> dict:
     """Base and tuned answer held-out pairs; ``report_dir`` (OUTPUT_DIR/report/ once published) gets metrics.json,
     report.html and plots. Returns the report's metrics. ``given_logps``: the evaluations' per-pair log-probs of the
-    report's pairs; ``tuned_generation``: how the tuned model is asked (``vlm_dpo.eval.compare.compare_on_dataset``)."""
-    from vlm_dpo.eval.compare import compare_on_dataset
-
+    report's pairs; ``tuned_generation``: how the tuned model is asked (``RunRecord.tuned_generation``)."""
     pairs = eval_set.select(range(min(data_args.report_pairs, len(eval_set))))
     model = trainer.accelerator.unwrap_model(trainer.model).eval()
     metrics, _, _ = compare_on_dataset(

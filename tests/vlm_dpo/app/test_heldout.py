@@ -7,6 +7,7 @@ import pytest
 from PIL import Image
 
 from vlm_dpo.app.heldout import filter_rows, heldout_pair, plot_files, prepared_dir, read_report, report_image
+from vlm_dpo.models.run_record import RunRecord
 
 
 def scores(rouge_chosen, rouge_rejected, hallucinated, reward_margin=0.0):
@@ -76,9 +77,10 @@ def test_plots_come_from_the_run_and_its_report_once_per_name(tmp_path):
 def test_the_tiny_runs_report_pairs_with_its_heldout_images(session, tiny_run):
     from data_prep.prepare import load_prepared
 
-    assert prepared_dir(tiny_run, session.run_config) == tiny_run / "data"
-    assert prepared_dir(tiny_run / "elsewhere", {"dataset_name": str(tiny_run / "data")}) == tiny_run / "data"
-    assert prepared_dir(tiny_run / "elsewhere", {"dataset_name": "synthetic:8"}) is None
+    elsewhere = {"folder": tiny_run / "elsewhere", "model_name_or_path": "tiny-smolvlm", "vision": True}
+    assert prepared_dir(session.record) == tiny_run / "data"
+    assert prepared_dir(RunRecord(**elsewhere, dataset_name=str(tiny_run / "data"))) == tiny_run / "data"
+    assert prepared_dir(RunRecord(**elsewhere, dataset_name="synthetic:8")) is None
     rows, metrics = read_report(tiny_run)
     answers = (tiny_run / "report" / "answers.jsonl").read_text().splitlines()
     assert len(rows) == len(answers) == metrics["n"] == 16  # the recipe's report_pairs

@@ -10,6 +10,7 @@ from PIL import Image
 
 from vlm_dpo.app.heldout import heldout_pair, read_report
 from vlm_dpo.app.panels import BadInput, Session, _prompt_tokens, ask, judge, read_image
+from vlm_dpo.models.run_record import RunRecord
 
 QUESTION = "What color is the circle?"
 
@@ -44,7 +45,7 @@ def test_uploads_go_through_trainings_decoder_at_the_runs_size(session, tmp_path
     path = tmp_path / "wide.png"
     Image.new("RGBA", (200, 100), (255, 0, 0, 0)).save(path)  # fully transparent red
     image = read_image(session, path)
-    assert session.run_config["image_longest_edge"] == 64
+    assert session.record.image_longest_edge == 64
     assert image.mode == "RGB" and image.size == (64, 32)  # 200x100 shrunk to a longest edge of 64
     assert image.getpixel((5, 5)) == (255, 255, 255)  # transparency composited on white, as in data_prep
 
@@ -148,8 +149,8 @@ def text_session(tiny_text_model_dir):
 
     model, tokenizer = load_model_and_processor("tiny-smollm2")
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
-    return Session(model, tokenizer, {"model_name_or_path": "tiny-smollm2", "beta": 0.5}, Path("text-run"),
-                   max_new_tokens=4)
+    record = RunRecord(folder=Path("text-run"), model_name_or_path="tiny-smollm2", vision=False, beta=0.5)
+    return Session(model, tokenizer, record, Path("text-run"), max_new_tokens=4)
 
 
 def test_a_text_run_ignores_images(text_session, red_png):
@@ -171,9 +172,8 @@ def test_a_chain_of_hindsight_run_is_asked_and_judged_after_its_positive_phrase(
     from vlm_dpo.eval.generate import generate_answers
     from vlm_dpo.eval.logprobs import answer_logprobs
 
-    coh = dataclasses.replace(session, run_config={**session.run_config, "method": "coh",
-                                                   "coh_positive": "A helpful answer:",
-                                                   "coh_negative": "An unhelpful answer:"})
+    coh = dataclasses.replace(session, record=dataclasses.replace(
+        session.record, method="coh", coh_positive="A helpful answer:", coh_negative="An unhelpful answer:"))
     image = read_image(coh, red_png)
     answers = ["It is red.", "It is blue."]
     with perturbed_adapter(coh.model):

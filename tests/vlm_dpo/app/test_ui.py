@@ -10,7 +10,7 @@ from transformers import HfArgumentParser
 
 from data_prep.errors import UserError
 from tests.helpers import free_port, port_open
-from vlm_dpo.app import AppArguments, main
+from vlm_dpo.app import AppArguments, run
 
 
 class Loads(HTMLParser):
@@ -50,7 +50,7 @@ def test_arguments_parse_as_the_cli_passes_them():
 
 def test_a_folder_that_is_no_run_fails_before_serving(tmp_path):
     with pytest.raises(UserError, match="not a training output folder"):
-        main(["--adapter", str(tmp_path)])
+        run(AppArguments(adapter=str(tmp_path)))
 
 
 def test_the_page_loads_nothing_from_other_hosts(session):

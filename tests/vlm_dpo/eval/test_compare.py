@@ -34,16 +34,16 @@ def pairs():
 @pytest.fixture
 def spy(monkeypatch):
     """Record the answer sets every answer_set_logprobs call scores; no embedding model (cosine 0)."""
+    import vlm_dpo.eval.compare as compare
     import vlm_dpo.eval.embeddings as embeddings
-    import vlm_dpo.eval.logprobs as logprobs
 
-    calls, real = [], logprobs.answer_set_logprobs
+    calls, real = [], compare.answer_set_logprobs
 
     def recording(model, processor, images, questions, answer_sets, **kwargs):
         calls.append(answer_sets)
         return real(model, processor, images, questions, answer_sets, **kwargs)
 
-    monkeypatch.setattr(logprobs, "answer_set_logprobs", recording)
+    monkeypatch.setattr(compare, "answer_set_logprobs", recording)
     monkeypatch.setattr(embeddings, "cosine", lambda a, b: [0.0] * len(a))
     return calls
 
@@ -64,8 +64,8 @@ def trainer_logps(model, processor, pairs, use_adapter: bool) -> dict:
 
 
 def test_given_logps_are_taken_not_recomputed(tiny_peft, pairs, spy, tmp_path):
-    from vlm_dpo.eval.compare import compare_on_dataset
     from vlm_dpo.eval.logprobs import external_sentences
+    from vlm_dpo.report.compare import compare_on_dataset
 
     model, processor = tiny_peft
     options = {"beta": 0.1, "max_new_tokens": 3, "batch_size": 2}
@@ -97,7 +97,7 @@ def test_given_logps_are_taken_not_recomputed(tiny_peft, pairs, spy, tmp_path):
 
 
 def test_given_logps_of_the_wrong_length_are_refused(tiny_peft, pairs, spy, tmp_path):
-    from vlm_dpo.eval.compare import compare_on_dataset
+    from vlm_dpo.report.compare import compare_on_dataset
 
     model, processor = tiny_peft
     short = {side: [0.0] * 3 for side in SIDES}
@@ -106,6 +106,7 @@ def test_given_logps_of_the_wrong_length_are_refused(tiny_peft, pairs, spy, tmp_
 
 
 def test_yes_no_margins_of_existence_questions_with_a_scene(tiny_peft, pairs, monkeypatch):
+    import vlm_dpo.eval.compare as compare
     import vlm_dpo.eval.logprobs as logprobs
     from data_prep.chat import message_text
     from vlm_dpo.eval.compare import yes_no_margins
@@ -117,7 +118,7 @@ def test_yes_no_margins_of_existence_questions_with_a_scene(tiny_peft, pairs, mo
     # the tiny tokenizer starts "Yes, ..." and "No, ..." with the same token (a space): no margin to read
     assert not any("no_minus_yes" in row for row in rows)
 
-    monkeypatch.setattr(logprobs, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
+    monkeypatch.setattr(compare, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
     yes_no_margins(model, processor, images, rows, batch_size=2)
     assert ["no_minus_yes" in row for row in rows] == [True, True, False, False]  # not a count, not without a scene
     expected = {m: logprobs.next_token_logprobs(model, processor, images[:2], [r["question"] for r in rows[:2]],
@@ -131,15 +132,14 @@ def test_yes_no_margins_of_existence_questions_with_a_scene(tiny_peft, pairs, mo
 def test_a_chain_of_hindsight_run_is_asked_and_scored_after_its_phrase(tiny_peft, pairs, spy, monkeypatch, tmp_path):
     """tuned_generation reaches the tuned model's generation only; every scored answer, both models', follows the
     positive phrase; the yes/no margin is read after it."""
-    import vlm_dpo.eval.generate as generate
-    import vlm_dpo.eval.logprobs as logprobs
-    from vlm_dpo.eval.compare import compare_on_dataset
+    import vlm_dpo.eval.compare as compare
+    from vlm_dpo.report.compare import compare_on_dataset
 
-    asked, margins, real = [], [], generate.generate_answers
-    monkeypatch.setattr(generate, "generate_answers", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
-    monkeypatch.setattr(logprobs, "next_token_logprobs",
+    asked, margins, real = [], [], compare.generate_answers
+    monkeypatch.setattr(compare, "generate_answers", lambda *a, **kw: asked.append(kw) or real(*a, **kw))
+    monkeypatch.setattr(compare, "next_token_logprobs",
                         lambda *a, **kw: margins.append(kw["answer_prefix"]) or [[-1.0, -2.0]] * len(a[3]))
-    monkeypatch.setattr(logprobs, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
+    monkeypatch.setattr(compare, "first_answer_tokens", lambda processor, question, answers, prefix=None: [5, 9])
     options = {"answer_prefix": "A helpful answer:", "stop_at": "An unhelpful answer"}
     model, processor = tiny_peft
     compare_on_dataset(model, processor, pairs, tmp_path, beta=0.1, max_new_tokens=2, batch_size=2,

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import trl
 
-from vlm_dpo.eval.compare import training_eval_results
 from vlm_dpo.eval.registry import COUNTS, HIGHER, LOWER, METRIC_KEYS, METRICS, NEITHER, training_eval_keys
+from vlm_dpo.report.compare import training_eval_results
 
 
 def test_keys_unique_and_fields_valid():

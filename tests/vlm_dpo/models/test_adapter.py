@@ -28,7 +28,9 @@ def run_folder(tmp_path):
 
 
 def test_whole_folder_gives_its_run_config(run_folder):
-    assert check_adapter_folder(run_folder) == {"model_name_or_path": "narrow", "beta": 0.1}
+    record = check_adapter_folder(run_folder)
+    assert (record.model_name_or_path, record.beta, record.folder) == ("narrow", 0.1, run_folder)
+    assert record.vision is False and record.tuned_generation == {}  # a text run that says nothing of its method
 
 
 def test_missing_files_are_named(tmp_path):

@@ -6,7 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from vlm_dpo.models import demo, demo_stages, smollm2
+from vlm_dpo.models import demo, smollm2
+from vlm_dpo.training import demo_stages
 
 ROOT = Path(__file__).resolve().parents[3]
 needs_wheel = pytest.mark.skipif(smollm2.find_gguf() is None, reason=f"needs the wheel: {smollm2.INSTALL_HINT}")

@@ -5,7 +5,7 @@ import importlib
 import pytest
 
 from vlm_dpo.errors import MissingInputError, UserError
-from vlm_dpo.models import resolve_model_path
+from vlm_dpo.models.load import resolve_model_path
 from vlm_dpo.models.registry import BUILT_IN, ensure_built_in
 
 

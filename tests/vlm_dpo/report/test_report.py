@@ -10,17 +10,12 @@ import re
 import pytest
 from PIL import Image
 
+from vlm_dpo.eval.aggregate import compare
+from vlm_dpo.eval.scoring import pair_change, score_pairs
 from vlm_dpo.eval.similarity import words
-from vlm_dpo.report import (
-    compare,
-    make_plots,
-    pair_change,
-    render_html,
-    score_pairs,
-    summary_table,
-    training_summary,
-    write_report,
-)
+from vlm_dpo.report.html import render_html, write_report
+from vlm_dpo.report.plots import make_plots
+from vlm_dpo.report.table import summary_table, training_summary
 
 SCENE = json.dumps({"objects": [{"shape": "circle", "color": "red", "bbox": [1, 1, 9, 9]}]})
 

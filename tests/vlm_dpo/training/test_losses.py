@@ -39,7 +39,9 @@ def test_bad_loss_settings_fail_at_parse_time(argv, message):
 
 
 def test_loss_weights_of_another_length_fail_at_parse_time():
-    with pytest.raises(ValueError, match="loss_weights"):  # TRL's own check
+    from vlm_dpo.errors import UserError
+
+    with pytest.raises(UserError, match="loss_weights"):  # TRL's own check, as the one-line error it becomes
         train.parse([*TINY, "--loss_type", "sigmoid", "sft", "--loss_weights", "1.0"])
 
 
@@ -207,12 +209,11 @@ def test_ddpo_loss_in_the_trainer_matches_the_formula(text_batch_setup):
 
 @pytest.fixture(scope="module")
 def tiny_prepared(tmp_path_factory, tiny_model_dir):
-    from data_prep.prepare import prepare
+    from data_prep import PrepareOptions, prepare
     from vlm_dpo.models import load_processor
 
     out = tmp_path_factory.mktemp("losses") / "data"
-    prepare("synthetic:12", out, processor_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"),
-            max_length=512, longest_edge=64, test_size=0.25)
+    prepare(PrepareOptions("synthetic:12", image_longest_edge=64, test_size=0.25), out, model_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"), max_length=512)
     return out
 
 

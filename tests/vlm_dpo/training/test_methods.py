@@ -159,7 +159,10 @@ def test_coh_scores_both_answers_after_the_positive_phrase():
 
 
 def test_coh_generation_options_come_from_the_run_config():
-    from vlm_dpo.training.methods.coh import generation_options
+    from vlm_dpo.models.run_record import RunRecord
+
+    def generation_options(config):
+        return RunRecord.from_config({"model_name_or_path": "m", **config}, "run").tuned_generation
 
     coh = {"method": "coh", "coh_positive": POSITIVE, "coh_negative": NEGATIVE}
     assert generation_options(coh) == {"answer_prefix": POSITIVE, "stop_at": "An unhelpful answer"}

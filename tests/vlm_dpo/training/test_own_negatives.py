@@ -7,11 +7,11 @@ import pytest
 
 @pytest.fixture(scope="module")
 def tiny_base_and_train(tiny_model_dir, tmp_path_factory):
-    from data_prep.prepare import load_prepared, prepare
+    from data_prep import PrepareOptions, load_prepared, prepare
     from vlm_dpo.models import load_model_and_processor
 
     folder = tmp_path_factory.mktemp("scenes")
-    prepare("synthetic:12", folder, test_size=0.25, seed=0, longest_edge=64)
+    prepare(PrepareOptions("synthetic:12", test_size=0.25, data_seed_split=0, image_longest_edge=64), folder)
     model, processor = load_model_and_processor("tiny-smolvlm")
     return model.eval(), processor, load_prepared(folder)["train"]
 
@@ -24,7 +24,7 @@ def test_wrong_answers_are_added_as_rejected_and_right_ones_are_not(tiny_base_an
     # A base whose answers are known: the chosen answer for even rows (right), a wrong colour claim for odd rows.
     chosen = [m[0]["content"] for m in train["chosen"]]
     wanted = [c if i % 2 == 0 else "There is a purple star." for i, c in enumerate(chosen)]
-    monkeypatch.setattr("vlm_dpo.eval.generate.generate_answers", lambda *a, **k: [wanted[i] for i in range(len(a[3]))])
+    monkeypatch.setattr("vlm_dpo.training.own_negatives.generate_answers", lambda *a, **k: [wanted[i] for i in range(len(a[3]))])
     out, record = own_negatives.add_own_negatives(model, processor, train, max_new_tokens=8, batch_size=4)
 
     odd = [i for i in range(len(train)) if i % 2]
@@ -50,7 +50,7 @@ def test_answers_come_from_the_cache_the_second_time(tiny_base_and_train, monkey
     def no_generation(*args, **kwargs):
         raise AssertionError("answers were generated again")
 
-    monkeypatch.setattr("vlm_dpo.eval.generate.generate_answers", no_generation)
+    monkeypatch.setattr("vlm_dpo.training.own_negatives.generate_answers", no_generation)
     second, again = own_negatives.add_own_negatives(model, processor, train, max_new_tokens=6, batch_size=4)
     assert again == record and second["rejected"] == first["rejected"]
 

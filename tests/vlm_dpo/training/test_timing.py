@@ -56,12 +56,11 @@ def test_table_lists_every_phase_with_seconds_minutes_and_share(clock):
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory, tiny_model_dir):
-    from data_prep.prepare import prepare
+    from data_prep import PrepareOptions, prepare
     from vlm_dpo.models import load_processor
 
     out = tmp_path_factory.mktemp("timing") / "data"
-    prepare("synthetic:16", out, processor_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"),
-            max_length=512, longest_edge=64, test_size=0.25)
+    prepare(PrepareOptions("synthetic:16", image_longest_edge=64, test_size=0.25), out, model_name="tiny-smolvlm", processor=load_processor("tiny-smolvlm"), max_length=512)
     return out
 
 

@@ -26,6 +26,9 @@ from __future__ import annotations
 
 import re
 
+from vlm_dpo.eval.checks.arithmetic import answer_correct, exact_answer
+from vlm_dpo.eval.checks.scenes import scene_score
+
 # COCO's 80 detection classes, each with synonyms (mostly from CHAIR's synonyms.txt).
 COCO_SYNONYMS = {
     "person": "person, people, man, men, woman, women, boy, girl, kid, child, children, baby, adult, lady, guy, "
@@ -180,9 +183,6 @@ def proxy_score(generation: str, chosen: str, rejected: str) -> dict:
 def score(generation: str, chosen: str, rejected: str, ground_truth: str | None) -> dict:
     """Ground-truth score when the pair has a scene (or an exact answer, ``data_prep.synthetic.arithmetic``: a wrong
     number is the hallucination), else the COCO proxy."""
-    from vlm_dpo.eval.checks.arithmetic import answer_correct, exact_answer
-    from vlm_dpo.eval.checks.scenes import scene_score
-
     if exact_answer(ground_truth) is not None:
         wrong = not answer_correct(generation, ground_truth)
         return {"kind": "exact answer", "mentions": 1, "bad": [generation] if wrong else [], "hallucinated": wrong}

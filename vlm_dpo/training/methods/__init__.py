@@ -18,8 +18,15 @@ their steps and logs, so that run.py saves and reports it like any run.
 """
 
 from vlm_dpo.errors import UserError
+from vlm_dpo.training.methods.coh import after_positive, train_coh
+from vlm_dpo.training.methods.sft import train_sft
+from vlm_dpo.training.methods.two_stage import split_steps, train_sft_then_dpo
+from vlm_dpo.training.trainers.choose import choose_trainer
 
 METHODS = ("dpo", "sft", "sft_then_dpo", "coh")
+# method -> the function that trains by it: (args, model, processor, train_set, eval_set, resume) -> [Stage, ...],
+# each stage training the evaluator's model in place (sft.Stage); dpo is the evaluator's own training.
+TRAINERS = {"sft": train_sft, "coh": train_coh, "sft_then_dpo": train_sft_then_dpo}
 
 
 def check_method(args) -> None:
@@ -34,8 +41,6 @@ def check_method(args) -> None:
             raise UserError(f"--sft_steps must be at least 1, got {args.sft_steps}.")
     if args.method == "sft_then_dpo":
         if args.max_steps > 0:
-            from vlm_dpo.training.methods.two_stage import split_steps
-
             split_steps(args.max_steps, args.sft_steps)
         if str(args.resume_from_checkpoint).lower() not in {"none", "", "false", "no", "0"}:
             raise UserError("--resume_from_checkpoint cannot resume --method sft_then_dpo (two trainers, one after "
@@ -51,12 +56,8 @@ def evaluator(args, model, peft_config, processor, train_set, eval_set):
     """The DPO trainer (chosen by ``choose_trainer``) that scores the held-out pairs before and after training, its
     reference the base model (adapter off); for ``dpo`` it is also the trainer. A CoH run is scored as it is used,
     its answers after the positive phrase (``coh.after_positive``)."""
-    from vlm_dpo.training.trainers.choose import choose_trainer
-
     dpo = args.method == "dpo"
     if args.method == "coh":
-        from vlm_dpo.training.methods.coh import after_positive
-
         eval_set = after_positive(eval_set, args.coh_positive)
     trainer_cls, _ = choose_trainer(args, model, peft_config, train_set,
                                     role="this run" if dpo else "the held-out evaluation")
@@ -73,22 +74,10 @@ def train(trainer, processor, train_set, eval_set, resume):
 
     if trainer.args.method == "dpo":
         return trainer.train(resume_from_checkpoint=resume)
-    stages = trainers(trainer.args.method)(trainer.args, trainer.model, processor, train_set, eval_set, resume)
+    stages = TRAINERS[trainer.args.method](trainer.args, trainer.model, processor, train_set, eval_set, resume)
     steps = adopt(trainer, stages)
     runtime = sum(stage.result.metrics.get("train_runtime", 0.0) for stage in stages)
     return TrainOutput(steps, stages[-1].result.training_loss, {"train_runtime": runtime})
-
-
-def trainers(method: str):
-    """The function that trains by ``method``: ``(args, model, processor, train_set, eval_set, resume) -> [Stage,
-    ...]``, each stage training the evaluator's ``model`` in place (``sft.Stage``)."""
-    if method == "sft":
-        from vlm_dpo.training.methods.sft import train_sft as run
-    elif method == "coh":
-        from vlm_dpo.training.methods.coh import train_coh as run
-    else:
-        from vlm_dpo.training.methods.two_stage import train_sft_then_dpo as run
-    return run
 
 
 def adopt(evaluator, stages) -> int:

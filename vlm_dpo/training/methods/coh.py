@@ -9,9 +9,9 @@ assistant turn of the chat template:
 The loss is the NLL of the answer tokens (and of the end-of-turn tokens, which close the last answer); the prompt,
 the image and the feedback phrases are masked, so the model learns to write the answer the feedback announces, not
 the feedback. At inference the tuned model is prompted with the positive phrase after the generation prompt, and its
-answer is cut before any negative phrase (``generation_options``, which infer.py and the report read from
-run_config.yaml). The phrases are the ``coh_positive`` / ``coh_negative`` fields. The paper's random masking of a few
-past tokens and its pretraining-data regulariser are left out.
+answer is cut before any negative phrase (``RunRecord.tuned_generation``, which infer.py, the app and the report
+read from run_config.yaml). The phrases are the ``coh_positive`` / ``coh_negative`` fields. The paper's random
+masking of a few past tokens and its pretraining-data regulariser are left out.
 
 The held-out DPO metrics score a CoH model as it is used: chosen and rejected both follow the positive phrase
 (``after_positive``), for the base and the tuned model alike; the phrase's own log-prob is the same in both
@@ -21,7 +21,9 @@ answers, so margins and accuracies are those of the answers given the phrase.
 import dataclasses
 import logging
 
+from data_prep.chat import message_text
 from vlm_dpo.errors import UserError
+from vlm_dpo.training.methods.sft import fine_tune
 
 logger = logging.getLogger(__name__)
 
@@ -49,8 +51,6 @@ def hindsight_rows(pairs):
 
 def after_positive(pairs, positive: str):
     """The pairs as a CoH model is scored: both answers after the positive phrase."""
-    from data_prep.chat import message_text
-
     def prefix(row):
         return {name: [{"role": "assistant", "content": f"{positive} {message_text(row[name])}"}]
                 for name in ("chosen", "rejected")}
@@ -58,20 +58,10 @@ def after_positive(pairs, positive: str):
     return pairs.map(prefix, desc="answers after the positive phrase")
 
 
-def generation_options(run_config: dict) -> dict:
-    """``generate_answers`` options for the tuned model of a run: a CoH run answers after its positive phrase, cut
-    before its negative one (with or without the phrase's closing punctuation); any other run, as prompted."""
-    if run_config.get("method") != "coh":
-        return {}
-    return {"answer_prefix": run_config["coh_positive"], "stop_at": run_config["coh_negative"].rstrip(" :.,;")}
-
-
 def render_hindsight(processor, example: dict, positive: str, negative: str) -> tuple[str, str, list[tuple[int, int]]]:
     """(prompt text, completion text, character spans of the completion in the loss) of one row, rendered by TRL's
     chat-template code as its SFT collator renders a prompt-completion row."""
     from trl.data_utils import apply_chat_template, prepare_multimodal_messages
-
-    from data_prep.chat import message_text
 
     segments = hindsight_segments(message_text(example["chosen"]), message_text(example["rejected"]),
                                   example["helpful_first"], positive, negative)
@@ -144,8 +134,6 @@ class HindsightCollator:
 
 def train_coh(args, model, processor, train_set, eval_set, resume):
     """Method ``coh``: the whole step budget on both orders of every pair."""
-    from vlm_dpo.training.methods.sft import fine_tune
-
     collator = HindsightCollator(processor, args.coh_positive, args.coh_negative, args.max_length)
     # The collator renders and tokenizes: TRL must pass the rows through as they are.
     return [fine_tune(args, model, processor, hindsight_rows(train_set), hindsight_rows(eval_set), name="coh",

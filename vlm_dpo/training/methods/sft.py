@@ -13,6 +13,8 @@ import contextlib
 import dataclasses
 import logging
 
+from vlm_dpo.training.trainers.choose import note_sft_path
+
 logger = logging.getLogger(__name__)
 
 
@@ -57,8 +59,6 @@ def sft_trainer(args, model, processor, train_rows, eval_rows, collator=None, **
 def fine_tune(args, model, processor, train_rows, eval_rows, *, name: str, resume=None, collator=None,
               **changes) -> Stage:
     """Train ``model`` (the evaluator's adapter, in place) with ``sft_trainer``; the stage is called ``name``."""
-    from vlm_dpo.training.trainers.choose import note_sft_path
-
     note_sft_path(args, name)
     with evaluator_forward(model):
         trainer = sft_trainer(args, model, processor, train_rows, eval_rows, collator, **changes)

@@ -21,6 +21,8 @@ import copy
 import math
 
 from vlm_dpo.errors import UserError
+from vlm_dpo.training.methods.sft import Stage, chosen_rows, fine_tune
+from vlm_dpo.training.trainers.choose import choose_trainer
 
 
 def split_steps(total: int, sft_steps: int | None) -> tuple[int, int]:
@@ -46,9 +48,6 @@ def budget(args, n_train: int) -> int:
 def train_sft_then_dpo(args, model, processor, train_set, eval_set, resume):
     """SFT for ``sft_steps``, then DPO against the SFT model for the rest, both on the evaluator's ``model``."""
     from accelerate.utils import is_peft_model
-
-    from vlm_dpo.training.methods.sft import Stage, chosen_rows, fine_tune
-    from vlm_dpo.training.trainers.choose import choose_trainer
 
     sft_steps, dpo_steps = split_steps(budget(args, len(train_set)), args.sft_steps)
     sft = fine_tune(args, model, processor, chosen_rows(train_set), chosen_rows(eval_set), name="sft",

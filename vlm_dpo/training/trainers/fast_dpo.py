@@ -58,7 +58,7 @@ from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from vlm_dpo.models.cache import default_cache_dir
-from vlm_dpo.training.trainers.choose import fast_path_reason
+from vlm_dpo.training.trainers.eligibility import fast_path_reason
 from vlm_dpo.training.trainers.ref_cache import RefLogpCache, agrees
 
 logger = logging.getLogger(__name__)

@@ -3,7 +3,7 @@
 Stage 0 pre-trains the vision encoder alone, as SigLIP is pre-trained before SmolVLM's stage 1: every
 patch learns which object (colour and shape) lies under it, from the generator's label maps
 (``pretrain_vision``; the language model is not run). Through the frozen language model alone, a random
-encoder learnt colours in a few hundred steps but shapes barely (docs/demo_measurements.md); with dense
+encoder learnt colours in a few hundred steps but shapes barely (docs/demo.md); with dense
 labels, shapes come after a plateau of ~400 steps and reach ~95% per patch by 1,500.
 
 Stage 1 (SFT; the DPO pipeline prescribes SFT first, then preference learning) then aligns the connector
@@ -22,11 +22,22 @@ from __future__ import annotations
 
 import json
 import math
+import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from PIL import Image
+from tqdm.auto import tqdm
+
+from data_prep import chat
+from data_prep.cli import check_writable
+from data_prep.errors import MissingInputError
+from data_prep.images import load_image
+from data_prep.synthetic.scenes import COLORS, SHAPES, draw_scene, label_map, make_row, render
 from vlm_dpo.models.demo import ASSET, PATCH, TILE, assemble, original_vocab_size, stage1_state
+from vlm_dpo.models.load import cpu_has_native_bf16
 
 # Stage-1 scenes come from this seed; DPO data (synthetic:N) is drawn with data_seed_split (42 by default).
 STAGE1_SEED = 7919
@@ -45,9 +56,6 @@ def patch_labels(labels, rows: int, cols: int):
     image (0 x 0: not split), the global view last, as in ``pixel_values``. The processor only rescales, so a
     patch's place in the scene is its place in the tile grid.
     """
-    import numpy as np
-    from PIL import Image
-
     side, k = TILE // PATCH, LABEL_SAMPLES
 
     def grid(n_rows, n_cols):
@@ -62,10 +70,7 @@ def patch_labels(labels, rows: int, cols: int):
 
 def vision_batch(processor, rng, n: int):
     """(pixel_values of the real tiles, their per-patch labels) for ``n`` fresh scenes drawn from ``rng``."""
-    import numpy as np
     import torch
-
-    from data_prep.synthetic.scenes import draw_scene, label_map, render
 
     scenes = [draw_scene(rng) for _ in range(n)]
     pixels = processor.image_processor(images=[[render(scene, rng)] for scene in scenes], return_tensors="pt",
@@ -83,16 +88,11 @@ def pretrain_vision(model, processor, steps: int, batch_size: int = 32, lr: floa
 
     Why: SmolVLM's SigLIP encoder comes pre-trained on images and text before its stage 1; ours starts from
     random weights, and through the frozen language model alone it learnt colours in a few hundred steps but
-    shapes barely (docs/demo_measurements.md). Dense labels from the scene generator (``label_map``) are a cheap
+    shapes barely (docs/demo.md). Dense labels from the scene generator (``label_map``) are a cheap
     and direct signal, and the language model is not run at all. The linear head is thrown away afterwards.
     """
-    import random
-
     import torch
     import torch.nn.functional as F
-    from tqdm.auto import tqdm
-
-    from data_prep.synthetic.scenes import COLORS, SHAPES
 
     classes = 1 + len(COLORS) * len(SHAPES)
     encoder = model.model.vision_model
@@ -152,9 +152,6 @@ def _schedule(steps: int, warmup: int):
 
 def stage1_examples(seed: int = STAGE1_SEED, start: int = 0):
     """An endless stream of (image, question, answer) from training scenes: every question type, chosen answers."""
-    from data_prep.images import load_image
-    from data_prep.synthetic.scenes import make_row
-
     index = start
     while True:
         row = make_row(index, seed)
@@ -169,13 +166,11 @@ def collate(processor, examples):
 
     The answer is what follows the rendered prompt (``... Assistant:``), as TRL counts completions.
     """
-    from data_prep.chat import completion, render
-
-    prompts = [render(processor, question) for _, question, _ in examples]
-    wholes = [render(processor, question, answer) for _, question, answer in examples]
+    prompts = [chat.render(processor, question) for _, question, _ in examples]
+    wholes = [chat.render(processor, question, answer) for _, question, answer in examples]
     inputs = processor(text=wholes, images=[[image] for image, _, _ in examples], return_tensors="pt",
                        padding=True, padding_side="right", add_special_tokens=False)
-    answers = [processor.tokenizer(completion(prompt, whole), add_special_tokens=False)["input_ids"]
+    answers = [processor.tokenizer(chat.completion(prompt, whole), add_special_tokens=False)["input_ids"]
                for prompt, whole in zip(prompts, wholes)]
     return inputs, answers
 
@@ -215,9 +210,6 @@ def train_stage1(model, processor, steps: int = STAGE1_DEFAULTS["steps"],
     float32 otherwise; the weights stay float32.
     """
     import torch
-    from tqdm.auto import tqdm
-
-    from vlm_dpo.training.config import cpu_has_native_bf16
 
     tokenizer = processor.tokenizer
     first = original_vocab_size(tokenizer)
@@ -305,7 +297,7 @@ def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoin
         vision_steps = 0  # the encoder stays as stage 0 left it
     previous = stage1_meta(resume) if resume is not None else None
     start = scenes_seen(previous) if previous else 0
-    model, processor = assemble(stage1=resume, train_if_missing=False)
+    model, processor = assemble(stage1=resume)
     began = time.monotonic()
     path = Path(path)
     vision_losses = pretrain_vision(model, processor, vision_steps, progress=progress) if vision_steps else []
@@ -356,10 +348,16 @@ class Stage1Arguments:
                   "stage 0); how the shipped asset's second cycle was made"})
 
 
-def build_stage1(args: Stage1Arguments) -> Path:
-    """Run ``make_stage1_asset`` with the command's options and say what was written."""
+ARGUMENTS = (Stage1Arguments,)
+
+
+def run(args: Stage1Arguments) -> int:
+    """``vlm-dpo build-demo-stage1``: run ``make_stage1_asset`` with the command's options and say what was written."""
+    check_writable(args.output, "--output", folder=False)
+    if args.resume and not Path(args.resume).is_file():
+        raise MissingInputError(f"--resume {args.resume}: no such stage-1 weights file")
     path, losses = make_stage1_asset(args.output, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                                      vision_steps=args.vision_steps, checkpoint_every=args.checkpoint_every,
                                      resume=args.resume)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB); loss {losses[0]:.3f} -> {losses[-1]:.3f}")
-    return path
+    return 0
