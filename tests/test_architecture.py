@@ -18,7 +18,7 @@ LAYERS = [
     ("eval", ("vlm_dpo.eval",)),
     ("report", ("vlm_dpo.report",)),
     ("training", ("vlm_dpo.training",)),
-    ("commands", ("vlm_dpo.app", "vlm_dpo.inference", "vlm_dpo.export", "vlm_dpo.prepare")),
+    ("commands", ("vlm_dpo.app", "vlm_dpo.inference", "vlm_dpo.export", "vlm_dpo.prepare", "vlm_dpo.benchmark")),
     ("cli", ("vlm_dpo.cli", "vlm_dpo")),
     ("entry points", ("train", "infer", "benchmarks")),
 ]

@@ -4,6 +4,7 @@ errors as one line.
     vlm-dpo prepare --dataset_name openbmb/RLHF-V-Dataset --output_dir data/rlhfv
     vlm-dpo train --config recipes/tiny.yaml [--max_steps 2 ...]
     vlm-dpo infer --adapter outputs/tiny --image photo.jpg --question "Describe the image."
+    vlm-dpo eval --benchmark scenes --adapter outputs/demo --output_dir bench/scenes
     vlm-dpo export --adapter outputs/tiny --output_dir outputs/tiny-merged
     vlm-dpo build-model tiny-smolvlm
     vlm-dpo build-demo-stage1 --steps 200
@@ -40,6 +41,7 @@ COMMANDS = {
     "train": Command("vlm_dpo.training.recipe", "train a LoRA DPO adapter from a YAML recipe (--config) and overrides"),
     "infer": Command("vlm_dpo.inference", "base and tuned answers side by side: images, prompts, a prepared data set, "
                                           "or the app"),
+    "eval": Command("vlm_dpo.benchmark", "POPE, CHAIR, AMBER or the offline scenes benchmark: base vs tuned"),
     "export": Command("vlm_dpo.export", "merge an adapter into its base and save a plain transformers model"),
     "build-model": Command("vlm_dpo.models.registry", "build (or reuse) a built-in offline model and print its folder"),
     "build-demo-stage1": Command("vlm_dpo.training.demo_stages", "retrain the demo model's shipped stage-1 vision "

@@ -149,6 +149,9 @@ def test_top_level_help_lists_every_command():
     ("export", ["--adapter", "--output_dir", "--output", "--dtype", "--model"]),
     ("build-model", ["tiny-smolvlm", "demo-smolvlm", "--output_dir"]),
     ("build-demo-stage1", ["--steps", "--resume", "--checkpoint_every", "--output", "--vision_steps"]),
+    ("eval", ["--benchmark", "--adapter", "--question_file", "--image_folder", "--annotation_file", "--data_dir",
+              "--limit", "--output_dir"]),
+    ("app", ["--adapter", "--port", "--host", "--max_new_tokens"]),
 ])
 def test_command_help(command, options, capsys):
     with pytest.raises(SystemExit) as exit_info:

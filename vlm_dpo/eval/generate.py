@@ -23,15 +23,15 @@ from vlm_dpo.models import is_vision_processor
 
 def generate_answers(model, processor, images, questions, *, max_new_tokens: int = 64, batch_size: int = 4,
                      use_adapter: bool = True, do_sample: bool = False, seed: int = 0, answer_prefix: str | None = None,
-                     stop_at: str | None = None) -> list[str]:
+                     stop_at: str | None = None, progress: bool = True) -> list[str]:
     """Answer each question (about the image at the same index) and return the stripped answers.
 
     ``images`` is a list of PIL images, or ``None`` for a text-only model whose ``processor`` is a
     tokenizer. Prompts are padded on the left so that every row's new tokens start at the same column.
     ``use_adapter=False`` answers with the base model (the adapter disabled for the call).
     ``answer_prefix``: the answer's first words, given to the model (``prompt_with_answer_start``), not returned;
-    ``stop_at``: the answer is cut before this text. A Chain of Hindsight run is asked this way, with its feedback
-    phrases (``vlm_dpo.training.methods.coh.generation_options``).
+    ``stop_at``: the answer is cut before this text; ``progress``: a progress bar per call. A Chain of Hindsight run
+    is asked this way, with its feedback phrases (``RunRecord.tuned_generation``).
     """
     import torch
 
@@ -44,7 +44,8 @@ def generate_answers(model, processor, images, questions, *, max_new_tokens: int
     adapter_off = contextlib.nullcontext() if use_adapter else model.disable_adapter()
     answers = []
     with adapter_off, torch.inference_mode():
-        for start in tqdm(range(0, len(questions), batch_size), desc="tuned" if use_adapter else "base"):
+        for start in tqdm(range(0, len(questions), batch_size), desc="tuned" if use_adapter else "base",
+                          disable=not progress):
             batch_questions = questions[start:start + batch_size]
             texts = [prompt_with_answer_start(processor, question, answer_prefix) for question in batch_questions]
             kwargs = {"images": [[image] for image in images[start:start + batch_size]]} if vision else {}

@@ -24,16 +24,19 @@ from vlm_dpo.report.table import fmt
 
 THUMBNAIL = 256  # longest edge of the pair images in the page, in pixels
 RUN_DETAILS = ("adapter", "model", "dataset", "split", "n", "beta", "max_new_tokens", "do_sample", "seed")
-HEADLINE = ("win_rate", "rewards_accuracies", "hallucination_rate", "proxy_hallucination_rate", "mean_answer_words")
+# Comparisons fair to both models lead; reward accuracy, 0 for the base by definition (it is its own reference), is
+# in the table below.
+HEADLINE = ("hallucination_rate", "proxy_hallucination_rate", "logp_accuracy", "attribute_accuracy", "yes_ratio",
+            "win_rate", "mean_answer_words")
 RANKED = 10  # pairs listed under best improvements and worst regressions
 PROBE_TYPES = ("exists", "count", "color", "describe")  # the dodge probes' table, in this order
 
 
 @lru_cache(maxsize=1)
-def _template():
+def template(name: str = "report.html"):
     env = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=True,
                       undefined=StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-    return env.get_template("report.html")
+    return env.get_template(name)
 
 
 def _data_uri(data: bytes, mime: str = "image/png") -> str:
@@ -166,7 +169,7 @@ def render_html(rows: list[dict], images: list, metrics: dict, plots: dict | Non
     worst = [i for i in by_change if changes[i] < 0][:RANKED]
     headline = [{"label": BY_KEY[key].label, "base": fmt(metrics[f"base_{key}"]), "tuned": fmt(metrics[f"tuned_{key}"])}
                 for key in HEADLINE if metrics.get(f"tuned_{key}") is not None]
-    return _template().render(
+    return template().render(
         details=[(key, str(metrics[key])) for key in RUN_DETAILS if key in metrics],
         headline=headline, metrics=metrics, summary=_summary(metrics), probes=_probes(metrics),
         agreement=_agreement(metrics),

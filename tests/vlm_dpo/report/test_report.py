@@ -128,6 +128,10 @@ def test_report_is_self_contained_with_anchors(tmp_path):
     assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no remote resource
     assert "<script" not in page and "@import" not in page and "url(" not in page
     assert json.loads((tmp_path / "out" / "metrics.json").read_text())["n"] == 2
+    # the headline leads with comparisons fair to both models; reward accuracy (0 for the base) is not among them
+    cards = re.findall(r'<div class="headline">(.*?)</div>\s*(?:<h2|<section|<table|<p)', page, re.S)[0]
+    labels = re.findall(r"<div><span>(.*?)</span>", cards)
+    assert labels[0] == "hallucination rate" and "reward accuracy" not in labels
     answers = [json.loads(line) for line in (tmp_path / "out" / "answers.jsonl").read_text().splitlines()]
     assert [a["tuned"] for a in answers] == [row["tuned"] for row in rows] and "scores" in answers[0]
     assert render_html(rows, images, metrics).count('class="card"') == 2
