@@ -4,6 +4,8 @@ while it is what the settings ask for; bad values, empty data and a full disk re
 import errno
 import json
 import logging
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -146,10 +148,31 @@ def test_prepared_data_must_fit_the_training_max_length(tmp_path):
     (["--report_pairs", "-1"], "--report_pairs must be 0 .no report. or more"),
     (["--test_size", "1.5"], "Option test_size=1.5 is invalid"),
     (["--loss_type", "dop"], "Unknown --loss_type"),
+    (["--beta", "nan"], "--beta nan is invalid"),
+    (["--beta", "inf"], "--beta inf is invalid"),
+    (["--beta", "-1"], "--beta -1.0 is invalid: it must be a positive number"),
+    (["--learning_rate", "nan"], "--learning_rate nan is invalid"),
+    (["--learning_rate", "-0.0001"], "--learning_rate -0.0001 is invalid"),
+    (["--num_train_epochs", "0"], "--num_train_epochs 0.0 is invalid: it must be positive, or set --max_steps"),
+    (["--loss_type", "sigmoid", "sft", "--loss_weights", "1", "nan"], "--loss_weights .* is invalid"),
+    (["--lora_r", "0"], "--lora_r 0 is invalid"),
+    (["--lora_alpha", "-2"], "--lora_alpha -2 is invalid"),
+    (["--lora_dropout", "1.5"], "--lora_dropout 1.5 is invalid"),
 ])
 def test_impossible_values_fail_at_parse_time(argv, message):
     with pytest.raises(UserError, match=message):
         train.parse(["--config", TINY, *argv])
+
+
+def test_a_nan_beta_in_a_recipe_fails_before_any_work(tmp_path):
+    """YAML's .nan reaches the config as a float: refused at parse time, in one line, nothing written."""
+    recipe = tmp_path / "nan.yaml"
+    recipe.write_text(Path(TINY).read_text().replace("\nbeta: 0.1", "\nbeta: .nan"))
+    out = tmp_path / "out"
+    done = subprocess.run([sys.executable, "train.py", "--config", str(recipe), "--output_dir", str(out)], cwd=ROOT,
+                          capture_output=True, text=True)
+    assert done.returncode == 2 and done.stderr.strip().splitlines()[-1].startswith("error: --beta nan is invalid")
+    assert not out.exists()
 
 
 def test_overrides_without_config_apply_to_the_default_recipe():

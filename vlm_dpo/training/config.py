@@ -8,6 +8,7 @@ naming the option, before anything loads.
 """
 
 import logging
+import math
 from dataclasses import dataclass, field
 
 import torch
@@ -102,6 +103,7 @@ class TrainConfig(DPOConfig):
         # transformers from warning on every run (an explicit activation_checkpointing wins).
         if self.activation_checkpointing is None:
             self.activation_checkpointing = self.gradient_checkpointing
+        self._check_numbers()
         self._check_losses()
         check_method(self)
         for name in ("max_length", "per_device_train_batch_size", "per_device_eval_batch_size"):
@@ -122,6 +124,22 @@ class TrainConfig(DPOConfig):
             self.use_cpu = True
         super().__post_init__()
 
+    def _check_numbers(self):
+        """Numbers that would train silently wrong (a NaN beta publishes NaN weights, a negative one trains towards
+        the rejected answers, zero epochs an untrained adapter) fail here, before any data or model work."""
+        must = {"beta": (self.beta, "a positive number (0.1 is DPO's usual)", lambda v: v > 0),
+                "learning_rate": (self.learning_rate, "a positive number", lambda v: v > 0),
+                "ddpo_gamma": (self.ddpo_gamma, "a positive number", lambda v: v > 0),
+                "num_train_epochs": (self.num_train_epochs, "positive, or set --max_steps", lambda v: v > 0
+                                     or self.max_steps > 0)}
+        for name, (value, need, ok) in must.items():
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and ok(value)):
+                raise UserError(f"--{name} {value} is invalid: it must be {need}.")
+        for weight in self.loss_weights or []:
+            if not (math.isfinite(weight) and weight >= 0):
+                raise UserError(f"--loss_weights {self.loss_weights} is invalid: each weight must be a finite number "
+                                "of at least 0.")
+
     def _check_losses(self):
         """Unknown names fail here, not after the model loaded (TRL checks them at the first step). ``ddpo``
         replaces TRL's sequence log-prob, so it cannot be mixed with losses or options that use it too."""
@@ -141,3 +159,16 @@ class TrainConfig(DPOConfig):
         if self.ld_alpha is not None or self.use_weighting or self.f_divergence_type != "reverse_kl":
             raise UserError("loss_type ddpo weights the sequence log-prob itself: leave ld_alpha unset, "
                             "use_weighting false and f_divergence_type reverse_kl.")
+
+
+def check_lora(model_args) -> None:
+    """TRL's ``ModelConfig`` checks no LoRA number; PEFT and torch would fail on them after the data and the model
+    loaded, or (a NaN alpha) train NaN weights."""
+    if not model_args.use_peft:
+        return
+    if not (isinstance(model_args.lora_r, int) and model_args.lora_r >= 1):
+        raise UserError(f"--lora_r {model_args.lora_r} is invalid: the LoRA rank must be a whole number of at least 1.")
+    if not (math.isfinite(model_args.lora_alpha) and model_args.lora_alpha > 0):
+        raise UserError(f"--lora_alpha {model_args.lora_alpha} is invalid: it must be a positive number.")
+    if not (math.isfinite(model_args.lora_dropout) and 0 <= model_args.lora_dropout < 1):
+        raise UserError(f"--lora_dropout {model_args.lora_dropout} is invalid: it must be in [0, 1).")

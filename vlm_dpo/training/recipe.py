@@ -15,7 +15,7 @@ from trl import ModelConfig, TrlParser
 
 from data_prep.cli import check_writable, make_parser
 from data_prep.errors import MissingInputError, UserError
-from vlm_dpo.training.config import DataArguments, TrainConfig
+from vlm_dpo.training.config import DataArguments, TrainConfig, check_lora
 from vlm_dpo.training.run import main as train
 
 DEFAULT_RECIPE = Path(__file__).resolve().parents[2] / "recipes" / "demo.yaml"
@@ -61,6 +61,7 @@ def _parse(argv: list[str], prog: str) -> tuple:
         raise UserError(f"--config {recipe}: unknown key(s) {', '.join(keys)} (see {prog} --help for the options)")
     if from_command_line:
         raise UserError(f"unknown option {' '.join(from_command_line)} (see {prog} --help)")
+    check_lora(parsed[2])
     return tuple(parsed)
 
 
