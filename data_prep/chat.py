@@ -17,6 +17,18 @@ the model sees SmolVLM's layout:
 """
 
 import os
+import re
+
+# Control tokens of the chat templates we render (SmolVLM's image and turn markers, ChatML's, GPT-2's end of text).
+# In user text they would be tokenised as control tokens: an "<image>" with no image, a forged turn.
+CONTROL_TOKEN = re.compile(r"<\|[A-Za-z_]+\|>|<(?:image|end_of_utterance|fake_token_around_image|global-img|"
+                           r"row_\d+_col_\d+)>")
+
+
+def control_token(text: str) -> str | None:
+    """The first control token in ``text``, or None."""
+    found = CONTROL_TOKEN.search(text)
+    return found.group(0) if found else None
 
 
 def messages(question: str, chosen: str, rejected: str) -> dict:

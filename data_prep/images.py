@@ -47,6 +47,7 @@ REASONS = {
     "image_too_small": f"a side is shorter than {MIN_SIDE} pixels once shrunk",
     "unsupported_image_mode": "32-bit float pixels (mode F) have no defined brightness range",
     "image_outside_data": "outside the data's folder (pass image_root to allow another folder)",
+    "bad_image_path": "a path that cannot be resolved (a link that loops, or a NUL byte in it)",
 }
 
 
@@ -110,7 +111,13 @@ def row_image(value, data_root: Path | None = None, image_root: Path | None = No
         if not roots:
             raise SkipRow("image_outside_data")
         path = roots[0] / path
-    path = path.resolve()
+    try:
+        path = path.resolve()
+        path.stat()
+    except FileNotFoundError:
+        pass  # decode() counts it as missing_image
+    except (RuntimeError, ValueError, OSError):  # a link loop (RuntimeError, ELOOP), a NUL byte (ValueError)
+        raise SkipRow("bad_image_path") from None
     if not any(path.is_relative_to(root) for root in roots):
         raise SkipRow("image_outside_data")
     return path

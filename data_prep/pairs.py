@@ -21,7 +21,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from data_prep.chat import message_text
+from data_prep.chat import control_token, message_text
 from data_prep.images import SkipRow, load_image, row_image
 
 
@@ -37,6 +37,7 @@ class Pair:
     ground_truth: str = ""  # JSON string from the synthetic scenes, "" for real data
     source_format: str | None = None  # decides how the image is stored (see images.encode)
     group: str = ""  # rows with the same group stay on one side of the split (a scene and its edited copies)
+    image_file: str = ""  # the file the image was read from, when a row names one (its changes make data stale)
 
 
 def to_pair(row: dict, layout: str, source_index: int, longest_edge: int, data_root: Path | None = None,
@@ -54,14 +55,18 @@ def to_pair(row: dict, layout: str, source_index: int, longest_edge: int, data_r
     rejected = _required(rejected, "missing_rejected")
     if chosen == rejected:
         raise SkipRow("chosen_equals_rejected")
+    if any(control_token(text) for text in (question, chosen, rejected)):
+        raise SkipRow("special_token_in_text")
     ground_truth = row.get("ground_truth") or ""
     if not isinstance(ground_truth, str):
         ground_truth = json.dumps(ground_truth)
     group = str(row.get("group") or "")
     if layout == "text":
         return Pair(None, question, chosen, rejected, source_index, ground_truth, group=group)
-    image = load_image(row_image(_image_value(row, layout), data_root, image_root), longest_edge)
-    return Pair(image, question, chosen, rejected, source_index, ground_truth, image.format, group)
+    source = row_image(_image_value(row, layout), data_root, image_root)
+    image = load_image(source, longest_edge)
+    return Pair(image, question, chosen, rejected, source_index, ground_truth, image.format, group,
+                str(source) if isinstance(source, Path) else "")
 
 
 def _required(value, reason: str) -> str:
@@ -81,6 +86,11 @@ def _rlhfv_texts(row: dict) -> tuple:
 
 
 def _conversational_texts(row: dict) -> tuple:
+    prompt = row["prompt"]
+    if isinstance(prompt, (list, tuple)) and sum(isinstance(m, dict) and m.get("role") is not None for m in prompt) > 1:
+        # a system message or earlier turns: pairs here are single-turn, and keeping only the last user message
+        # would drop the rest unseen
+        raise SkipRow("system_or_multi_turn_prompt")
     return (
         message_text(row["prompt"], "user"),
         message_text(row["chosen"], "assistant"),
@@ -92,5 +102,7 @@ def _image_value(row: dict, layout: str):
     """The row's one image (RLHF-V and RLAIF-V pairs have exactly one); None when absent."""
     value = row["images"] if layout == "conversational" and "images" in row else row.get("image")
     if isinstance(value, list):
+        if len(value) > 1:  # the pipeline asks about one image; keeping the first would drop the others unseen
+            raise SkipRow("several_images")
         return value[0] if value else None
     return value

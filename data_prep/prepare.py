@@ -13,7 +13,9 @@ an empty data set.
 
 import hashlib
 import json
+import os
 import random
+import shutil
 import tempfile
 from collections import Counter
 from pathlib import Path
@@ -26,10 +28,13 @@ from data_prep.errors import InputError, MissingInputError
 from data_prep.images import SkipRow, encode
 from data_prep.options import PrepareOptions, check_limit, fail
 from data_prep.pairs import to_pair
+from data_prep.pids import process_alive
+from data_prep.processors import is_vision_processor
 from data_prep.sources import iter_rows, open_source
 
 REPORT_NAME = "prep_report.json"
 CHUNK_ROWS = 256  # cleaned rows held as Python objects before they join the arrow table
+STAMP_BYTES = 64 * 1024
 
 
 def prepare(options: PrepareOptions, output_dir: str | Path, *, processor=None, model_name: str | None = None,
@@ -65,14 +70,19 @@ def prepare(options: PrepareOptions, output_dir: str | Path, *, processor=None, 
     (output_dir / REPORT_NAME).unlink(missing_ok=True)  # a half-written folder must not look prepared
     skipped = Counter()
     source_name = options.dataset_name
-    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=f".{output_dir.name}.tmp") as cache_dir:
+    remove_leftovers(output_dir)
+    temporary = f".{output_dir.name}.tmp-{os.getpid()}-"  # named after its process: a killed run's is removed
+    with tempfile.TemporaryDirectory(dir=output_dir.parent, prefix=temporary) as cache_dir:
         source = open_source(source_name, split, limit, options.data_seed_split, cache_dir)
+        if budget is not None and source.layout != "text" and not is_vision_processor(processor):
+            raise InputError(f"{source_name} holds image pairs, but the processor of {model_name or 'the model'} "
+                             "is a text model's tokenizer: count with a vision-language model, or give text pairs.")
         images = {"data_root": source.root,
                   "image_root": Path(options.image_root) if options.image_root is not None else None}
-        cleaned, hashes = {}, {}
+        cleaned, hashes, image_files = {}, {}, {}
         for name, rows in source.splits.items():
             cleaned[name], hashes[name] = _clean(rows, source.layout, options.image_longest_edge, budget, skipped,
-                                                 name, images)
+                                                 name, images, image_files)
         read = sum(len(rows) for rows in source.splits.values())
         _check_kept(source_name, read, cleaned, skipped)
         if "test" not in cleaned:
@@ -95,6 +105,7 @@ def prepare(options: PrepareOptions, output_dir: str | Path, *, processor=None, 
         "limit": limit,
         "split": split,
         "options": options.record(),
+        "image_files": image_files,
     }
     (output_dir / REPORT_NAME).write_text(json.dumps(report, indent=2) + "\n")
     return report
@@ -152,14 +163,36 @@ def split_by_image(hashes: list[str], test_size: float, seed: int) -> tuple[list
     return [index for index in range(len(hashes)) if index not in held_out], sorted(test)
 
 
+def remove_leftovers(output_dir: Path) -> None:
+    """The temporary folders of preparations into ``output_dir`` that were killed before they could remove them."""
+    for entry in output_dir.parent.glob(f".{output_dir.name}.tmp-*-*"):
+        pid = entry.name.removeprefix(f".{output_dir.name}.tmp-").split("-")[0]
+        if pid.isdigit() and not process_alive(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def file_stamp(path: str | Path) -> list:
+    """[size, modification time (ns), sha256 of the first and last 64 KiB]: a file replaced, edited or touched
+    changes it, at the cost of two small reads."""
+    path = Path(path)
+    stat = path.stat()
+    with path.open("rb") as handle:
+        head = handle.read(STAMP_BYTES)
+        handle.seek(max(0, stat.st_size - STAMP_BYTES))
+        tail = handle.read(STAMP_BYTES)
+    return [stat.st_size, stat.st_mtime_ns, hashlib.sha256(head + tail).hexdigest()]
+
+
 def image_hash(image) -> str:
     """Content hash of the cleaned pixels: the same picture under two file names is one image."""
     return hashlib.sha256(repr(image.size).encode() + image.tobytes()).hexdigest()
 
 
-def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name: str, images: dict):
-    """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped``.
-    ``images`` holds ``to_pair``'s ``data_root`` and ``image_root``."""
+def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name: str, images: dict,
+           image_files: dict):
+    """Clean one source split: (a Dataset of the kept rows, their image hashes); counts skips into ``skipped`` and
+    stamps the image files the kept rows name into ``image_files``. ``images`` holds ``to_pair``'s ``data_root``
+    and ``image_root``."""
     import datasets
 
     features = _features(text=layout == "text")
@@ -174,6 +207,8 @@ def _clean(rows, layout: str, longest_edge: int, budget, skipped: Counter, name:
         except SkipRow as skip:
             skipped[skip.reason] += 1
             continue
+        if pair.image_file:
+            image_files[pair.image_file] = file_stamp(pair.image_file)
         record = {**messages(pair.question, pair.chosen, pair.rejected), "source_index": pair.source_index,
                   "ground_truth": pair.ground_truth}
         if pair.image is not None:

@@ -27,6 +27,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from data_prep.chat import control_token
 from data_prep.cli import check_writable
 from data_prep.images import open_image
 from vlm_dpo import app
@@ -71,8 +72,14 @@ class InferArguments:
     def __post_init__(self):
         if bool(self.image) + bool(self.prompt) + bool(self.dataset_name) + self.app != 1:
             raise UserError(MODES)
-        if self.image and not self.question:
-            raise UserError("--image needs --question")
+        if self.image and not (self.question or "").strip():
+            raise UserError("--image needs --question (a question with words in it)")
+        for text in [self.question or "", *self.prompt]:
+            if token := control_token(text):
+                raise UserError(f"the question {text[:60]!r} holds {token}, a control token of the chat template; "
+                                "remove it (the image is given with --image)")
+        if any(not text.strip() for text in self.prompt):
+            raise UserError("--prompt is empty: give a prompt with words in it")
         if self.dataset_name and not self.output_dir:
             raise UserError("--dataset needs --report OUT (the folder for metrics.json and report.html)")
         for name in ("max_new_tokens", "batch_size", "limit"):
@@ -172,6 +179,12 @@ def read_pairs(path: str, split: str, limit: int | None):
 def run_dataset(args) -> int:
     """Both models answer every pair of the split; metrics, plots and an HTML report go to ``--report``."""
     data, split = read_pairs(args.dataset_name, args.dataset_test_split, args.limit)
+    record = check_adapter_folder(args.adapter)
+    has_images = "images" in data.column_names
+    if has_images != record.vision:
+        run_kind, data_kind = ("a vision-language", "text pairs") if record.vision else ("a text", "image pairs")
+        raise UserError(f"{args.adapter} is {run_kind} run and --dataset {args.dataset_name} holds {data_kind}: "
+                        "score a run on data of its own kind")
     model, processor, record = load_tuned(args.adapter, args.model_name_or_path)
     details = {"adapter": args.adapter, "model": args.model_name_or_path or record.model_name_or_path,
                "dataset": args.dataset_name, "split": split}

@@ -73,13 +73,16 @@ def test_conversational_rows_with_blocks_and_with_strings():
         "images": [{"bytes": png(), "path": None}],
     }
     strings = {
-        "prompt": [{"role": "system", "content": "Be brief."}, {"role": "user", "content": "How many shapes?"}],
+        "prompt": [{"role": "user", "content": "How many shapes?"}],
         "chosen": "Two.", "rejected": [{"role": "assistant", "content": "Three."}],
         "image": {"bytes": png(), "path": None},
     }
     for row in (blocks, strings):
         pair = to_pair(row, "conversational", 3, 512)
         assert (pair.question, pair.chosen, pair.rejected, pair.ground_truth) == ("How many shapes?", "Two.", "Three.", "")
+    with pytest.raises(SkipRow, match="system_or_multi_turn_prompt"):  # kept, it would lose the system message
+        to_pair({**strings, "prompt": [{"role": "system", "content": "Be brief."}, *strings["prompt"]]},
+                "conversational", 3, 512)
     with pytest.raises(SkipRow, match="missing_image"):
         to_pair({**blocks, "images": []}, "conversational", 0, 512)
     with pytest.raises(SkipRow, match="missing_question"):

@@ -11,7 +11,10 @@ or SIGTERM. It listens on 127.0.0.1 only unless ``--host`` says otherwise. A wro
 
 from __future__ import annotations
 
+import os
+import shutil
 import signal
+import tempfile
 import threading
 from dataclasses import dataclass, field
 
@@ -34,9 +37,24 @@ ARGUMENTS = (AppArguments,)
 
 
 def run(args: AppArguments) -> int:
-    """Serve ``args`` until Ctrl-C or SIGTERM, then close the server (the port is free when this returns)."""
+    """Serve ``args`` until Ctrl-C or SIGTERM, then close the server (the port is free when this returns) and delete
+    the files uploaded to it."""
     if not 0 < args.port < 65536:
         raise UserError(f"--port must be between 1 and 65535, got {args.port}.")
+    uploads = tempfile.mkdtemp(prefix="vlm-dpo-app-")
+    previous_dir = os.environ.get("GRADIO_TEMP_DIR")
+    os.environ["GRADIO_TEMP_DIR"] = uploads  # where gradio keeps uploads: read before its import, and per upload
+    try:
+        return _serve(args)
+    finally:
+        shutil.rmtree(uploads, ignore_errors=True)
+        if previous_dir is None:
+            os.environ.pop("GRADIO_TEMP_DIR", None)
+        else:
+            os.environ["GRADIO_TEMP_DIR"] = previous_dir
+
+
+def _serve(args: AppArguments) -> int:
     try:
         import gradio  # noqa: F401 -- checked before the model loads, not after
     except ModuleNotFoundError:

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from PIL import Image
 
-from data_prep.chat import render
+from data_prep.chat import control_token, render
 from data_prep.errors import UserError
 from data_prep.images import REASONS, SkipRow, load_image
 from vlm_dpo.app.heldout import load_heldout
@@ -118,6 +118,11 @@ def _cut(session: Session, text: str, limit: int) -> tuple[str, int]:
     return (text if len(ids) <= limit else session.tokenizer.decode(ids[:limit]).strip()), len(ids)
 
 
+def refuse_control_tokens(text: str, what: str) -> None:
+    if token := control_token(text):
+        raise BadInput(f"The {what} holds {token}, a control token of the chat template: remove it.")
+
+
 def fit_question(session: Session, image, question: str, reserve: int) -> tuple[str, list[str]]:
     """The question, cut so that prompt + ``reserve`` tokens (the answer) fit the model's context; the notes say
     when it was cut. An empty question, or no image for a vision run, is a ``BadInput``."""
@@ -126,6 +131,7 @@ def fit_question(session: Session, image, question: str, reserve: int) -> tuple[
     question = (question or "").strip()
     if not question:
         raise BadInput("Type a question first.")
+    refuse_control_tokens(question, "question")
     budget = session.context - reserve - _prompt_tokens(session, image, "")
     if budget < 1:
         raise BadInput(f"The image and answer alone fill the model's {session.context}-token context; "
@@ -170,6 +176,7 @@ def judge(session: Session, image, question: str, chosen: str, rejected: str) ->
         text = (text or "").strip()
         if not text:
             raise BadInput(f"Type the {side} answer first (or pick a held-out pair).")
+        refuse_control_tokens(text, f"{side} answer")
         answers[side], tokens = _cut(session, text, session.context // 4)
         if tokens > session.context // 4:
             notes.append(f"The {side} answer has {tokens} tokens; only its first {session.context // 4} were scored.")

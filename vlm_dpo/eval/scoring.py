@@ -13,6 +13,8 @@ turns those into the metrics of ``vlm_dpo.eval.registry``.
 
 from __future__ import annotations
 
+import logging
+
 from vlm_dpo.eval import embeddings
 from vlm_dpo.eval.checks import arithmetic
 from vlm_dpo.eval.checks.coco import score as hallucination_score
@@ -21,6 +23,7 @@ from vlm_dpo.eval.functional import dpo_rewards
 from vlm_dpo.eval.probes import answer_probes
 from vlm_dpo.eval.similarity import rouge_l_f1, words
 
+logger = logging.getLogger(__name__)
 MODELS = ("base", "tuned")
 EMPTY_SPLIT = "No generations to compare: the data set split is empty (or --limit is 0)."
 
@@ -46,7 +49,11 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
     answers = [row[model] for model in MODELS for row in rows]
     chosen = [row["chosen"] for _ in MODELS for row in rows]
     rejected = [row["rejected"] for _ in MODELS for row in rows]
-    cos_chosen, cos_rejected = cosine(answers, chosen), cosine(answers, rejected)
+    try:
+        cos_chosen, cos_rejected = cosine(answers, chosen), cosine(answers, rejected)
+    except ImportError as error:  # the optional embedding model: its metrics are left out, not the run
+        logger.warning("Embedding similarity left out (win rate, embedding; cosine to chosen / rejected): %s", error)
+        cos_chosen = cos_rejected = None
     if has_logp:
         logp = {model: {side: torch.tensor([float(row["logp"][model][side]) for row in rows], dtype=torch.float64)
                         for side in ("chosen", "rejected")} for model in MODELS}
@@ -58,7 +65,7 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
             scores = {
                 "rouge_chosen": rouge_l_f1(answer, row["chosen"]),
                 "rouge_rejected": rouge_l_f1(answer, row["rejected"]),
-                "cosine_chosen": cos_chosen[k], "cosine_rejected": cos_rejected[k], "words": len(words(answer)),
+                "words": len(words(answer)),
                 "hallucination": hallucination_score(answer, row["chosen"], row["rejected"], row.get("ground_truth")),
                 "correct": attribute_correct(row["question"], answer, row.get("ground_truth")),
                 **answer_probes(row["question"], answer, row.get("ground_truth")),
@@ -66,7 +73,9 @@ def score_pairs(rows: list[dict], beta: float | None = None, cosine=None) -> lis
             if model in row.get("no_minus_yes", {}):
                 scores["no_minus_yes"] = row["no_minus_yes"][model]
             scores["closer_rouge"] = scores["rouge_chosen"] > scores["rouge_rejected"]
-            scores["closer_embedding"] = scores["cosine_chosen"] > scores["cosine_rejected"]
+            if cos_chosen is not None:
+                scores |= {"cosine_chosen": cos_chosen[k], "cosine_rejected": cos_rejected[k],
+                           "closer_embedding": cos_chosen[k] > cos_rejected[k]}
             if has_logp:
                 lp = row["logp"][model]
                 scores |= {

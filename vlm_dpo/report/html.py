@@ -112,8 +112,9 @@ def _agreement(metrics: dict) -> list[dict]:
 def _notes(scores: dict) -> list[tuple[str, str]]:
     """What the scores say about one answer, as ``(tone, text)``; tone "" is plain text."""
     hall = scores["hallucination"]
-    notes = [("", f"ROUGE-L chosen {scores['rouge_chosen']:.2f} / rejected {scores['rouge_rejected']:.2f}"),
-             ("", f"cosine chosen {scores['cosine_chosen']:.2f} / rejected {scores['cosine_rejected']:.2f}")]
+    notes = [("", f"ROUGE-L chosen {scores['rouge_chosen']:.2f} / rejected {scores['rouge_rejected']:.2f}")]
+    if "cosine_chosen" in scores:  # left out without the optional embedding model
+        notes.append(("", f"cosine chosen {scores['cosine_chosen']:.2f} / rejected {scores['cosine_rejected']:.2f}"))
     if hall["bad"]:
         what = "false" if hall["kind"] == "ground truth" else "only in rejected"
         notes.append(("bad", f"{what}: {', '.join(hall['bad'])}"))

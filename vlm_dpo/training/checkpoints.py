@@ -15,9 +15,16 @@ import re
 import zipfile
 from pathlib import Path
 
+from data_prep.options import PrepareOptions
+from vlm_dpo.errors import UserError
+
 logger = logging.getLogger(__name__)
 
 CHECKPOINT = re.compile(r"^checkpoint-(\d+)$")
+IDENTITY = "run_identity.json"  # what makes a run this run: written when it starts, checked when it resumes
+IDENTITY_FIELDS = ("model_name_or_path", "method", "loss_type", "loss_weights", "beta", "ddpo_gamma", "use_peft",
+                   "lora_r", "lora_alpha", "lora_target_modules", "lora_modules_to_save", "use_rslora", "use_dora",
+                   "dataset_train_split", "dataset_test_split", "eval_limit")
 TRUE = {"true", "yes", "1", "latest", "last"}
 
 
@@ -90,3 +97,46 @@ def resolve_resume(value: str | bool | None, output_dir: str | Path) -> str | No
             "or true for the newest complete one."
         )
     return str(folder)
+
+
+def run_identity(data_args, training_args, model_args, preparation: dict | None = None) -> dict:
+    """The settings a resumed run must share with the run that saved the checkpoint: the model and its LoRA shape,
+    the method and loss, the splits, the data options and, once prepared, the data (its input, options and
+    counts). Without ``preparation`` it is what can be checked before any data work."""
+    values = {name: getattr(config, name) for config in (data_args, training_args, model_args)
+              for name in IDENTITY_FIELDS if hasattr(config, name)}
+    values["data_options"] = PrepareOptions.of(data_args).record()
+    if preparation is not None:
+        values["data"] = preparation
+    return json.loads(json.dumps(values, default=str))
+
+
+def check_same_run(output_dir: Path, identity: dict, resume: str | None, saves_checkpoints: bool) -> None:
+    """A fresh run that saves checkpoints records ``identity`` in ``output_dir``; a resumed one must match it, else a
+    ``UserError`` names what differs (another beta, data or LoRA rank would silently make a different run, or fail
+    deep in PEFT)."""
+    path = Path(output_dir) / IDENTITY
+    if resume is None:
+        if saves_checkpoints:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(json.dumps(identity, indent=2) + "\n")
+        return
+    if not path.is_file():
+        logger.warning("%s has no %s (saved by an older version): cannot check that the resumed run is the same run.",
+                       output_dir, IDENTITY)
+        return
+    found = json.loads(path.read_text())
+    changed = [describe_change(key, found.get(key), value) for key, value in identity.items()
+               if found.get(key) != value]
+    if changed:
+        raise UserError(f"--resume_from_checkpoint {resume} belongs to another run: {', '.join(changed)} changed. "
+                        "Resume with the settings it was started with, or train into another --output_dir.")
+
+
+def describe_change(key: str, before, after) -> str:
+    if key == "data":
+        return "the prepared data (its input, options or counts)"
+    if key == "data_options":
+        return ", ".join(f"{name} {before.get(name)!r} -> {value!r}" for name, value in after.items()
+                         if (before or {}).get(name) != value) or "the data options"
+    return f"{key} {before!r} -> {after!r}"

@@ -129,7 +129,6 @@ class TrainConfig(DPOConfig):
         the rejected answers, zero epochs an untrained adapter) fail here, before any data or model work."""
         must = {"beta": (self.beta, "a positive number (0.1 is DPO's usual)", lambda v: v > 0),
                 "learning_rate": (self.learning_rate, "a positive number", lambda v: v > 0),
-                "ddpo_gamma": (self.ddpo_gamma, "a positive number", lambda v: v > 0),
                 "num_train_epochs": (self.num_train_epochs, "positive, or set --max_steps", lambda v: v > 0
                                      or self.max_steps > 0)}
         for name, (value, need, ok) in must.items():

@@ -9,13 +9,14 @@ when its fingerprint is the same, and otherwise prepares it again, saying what c
 ``dataset_name`` is theirs: used as is, after checking that its pairs fit ``max_length``.
 """
 
+import glob
 import json
 import logging
 from pathlib import Path
 
 from data_prep import synthetic
 from data_prep.options import PrepareOptions
-from data_prep.prepare import is_prepared, load_prepared, prepare
+from data_prep.prepare import file_stamp, is_prepared, load_prepared, prepare
 from vlm_dpo.errors import UserError
 
 logger = logging.getLogger(__name__)
@@ -28,13 +29,14 @@ def load_or_prepare(data_args, model_name: str, processor, max_length: int | Non
     """The prepared splits and the folder they come from; prepares them first where needed."""
     if is_prepared(data_args.dataset_name):
         target = Path(data_args.dataset_name)
-        check_fits(target, max_length)
+        check_fits(target, max_length, model_name, data_args.processor_longest_edge)
         return load_prepared(target), target
     target = Path(data_args.prepared_dir or output_dir / "data")
     wanted = fingerprint(data_args, model_name, max_length)
-    why = stale_reason(target, wanted) if is_prepared(target) else "nothing is prepared there yet"
-    if why:
-        logger.info("Preparing %s into %s: %s.", data_args.dataset_name, target, why)
+    prepared = is_prepared(target)
+    why = stale_reason(target, wanted) if prepared else "nothing is prepared there yet"
+    if why:  # preparing again over older data is worth a word at the default log level
+        (logger.warning if prepared else logger.info)("Preparing %s into %s: %s.", data_args.dataset_name, target, why)
         (target / FINGERPRINT).unlink(missing_ok=True)  # a preparation that fails half-way is never reused
         prepare(PrepareOptions.of(data_args), target, processor=processor, model_name=model_name,
                 max_length=max_length)
@@ -55,34 +57,65 @@ def fingerprint(data_args, model_name: str, max_length: int | None) -> dict:
 
 
 def local_files(source: str) -> dict | None:
-    """Count, total size and newest modification time of a local input (a file, or every file under a folder):
-    an edited or replaced file changes them. None for anything else (a hub id, a generator)."""
+    """Count, total size and newest modification time of a local input (a file, every file under a folder, or every
+    file a glob matches): an added, edited or replaced file changes them. None for anything else (a hub id, a
+    generator)."""
     path = Path(source)
-    if not path.exists():
+    if path.exists():
+        files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
+    elif glob.has_magic(source):
+        files = [Path(match) for match in sorted(glob.glob(source, recursive=True)) if Path(match).is_file()]
+    else:
         return None
-    files = [path] if path.is_file() else [p for p in path.rglob("*") if p.is_file()]
     stats = [p.stat() for p in files]
     return {"path": str(path.resolve()), "files": len(stats), "bytes": sum(s.st_size for s in stats),
             "newest_mtime_ns": max((s.st_mtime_ns for s in stats), default=0)}
 
 
 def stale_reason(target: Path, wanted: dict) -> str | None:
-    """Why the preparation in ``target`` does not match ``wanted``, or None when it does."""
+    """Why the preparation in ``target`` does not match ``wanted``, or None when it does: a setting, an input file,
+    or an image file one of its rows names (prep_report.json's ``image_files``) changed."""
     try:
         found = json.loads((target / FINGERPRINT).read_text())
     except (OSError, ValueError):
         return f"it has no readable {FINGERPRINT} saying how it was prepared"
     changed = [f"{key} {found.get(key)} -> {value}" for key, value in wanted.items() if found.get(key) != value]
-    return ("it was prepared with " + ", ".join(changed)) if changed else None
+    if changed:
+        return "it was prepared with " + ", ".join(changed)
+    stamps = json.loads((target / "prep_report.json").read_text()).get("image_files", {})
+    for path, stamp in stamps.items():
+        try:
+            now = file_stamp(path)
+        except OSError:
+            return f"the image file {path} is gone"
+        if now != stamp:
+            return f"the image file {path} changed"
+    return None
 
 
-def check_fits(prepared: Path, max_length: int | None) -> None:
-    """TRL's collator would cut sequences longer than max_length, image tokens included: refuse such data."""
-    counted = json.loads((prepared / "prep_report.json").read_text()).get("max_length")
-    if max_length is not None and (counted is None or counted > max_length):
+def check_fits(prepared: Path, max_length: int | None, model_name: str | None = None,
+               processor_longest_edge: int | None = None) -> None:
+    """TRL's collator would cut sequences longer than max_length, image tokens included: refuse data counted for a
+    longer limit, or counted with another processor or image size (its counts do not hold for this run)."""
+    report = json.loads((prepared / "prep_report.json").read_text())
+    counted = report.get("max_length")
+    if max_length is None:
+        return
+    if counted is None or counted > max_length:
         raise UserError(
             f"{prepared} was prepared for max_length={counted}, but training uses max_length={max_length}: longer "
             f"pairs would be truncated. Prepare it again with --max_length {max_length}, or raise max_length."
+        )
+    if "options" not in report:  # written by an older version: it does not say which processor counted
+        return
+    size = report["options"].get("processor_longest_edge")
+    if model_name is not None and (report.get("model"), size) != (model_name, processor_longest_edge):
+        raise UserError(
+            f"{prepared} was counted with the processor of {report.get('model')} at processor_longest_edge={size}, "
+            f"but training uses {model_name} at processor_longest_edge={processor_longest_edge}: its token counts do "
+            f"not hold, and longer pairs would be cut. Prepare it again with --model_name_or_path {model_name}"
+            + (f" --processor_longest_edge {processor_longest_edge}" if processor_longest_edge else "")
+            + ", or train with the settings it was prepared for."
         )
 
 
@@ -108,4 +141,5 @@ def preparation_record(folder: Path) -> dict:
     """What ``run_config.yaml`` and ``eval_results.json`` say about the data actually trained on: where it is and
     its prep_report.json, less the lists of what was read from where."""
     report = json.loads((folder / "prep_report.json").read_text())
-    return {"folder": str(folder), **{key: value for key, value in report.items() if key != "read_from"}}
+    return {"folder": str(folder), **{key: value for key, value in report.items()
+                                      if key not in ("read_from", "image_files")}}

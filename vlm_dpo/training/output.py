@@ -11,13 +11,58 @@ and leaves OUTPUT_DIR as it was; a full disk is reported in one line with the sp
 
 import contextlib
 import errno
+import logging
 import os
+import re
 import shutil
 from pathlib import Path
 
+from data_prep.pids import process_alive
 from vlm_dpo.errors import UserError
 
 FULL = (errno.ENOSPC, errno.EDQUOT)
+LOCK = ".vlm-dpo.lock"  # the PID of the run writing the folder
+LEFTOVER = re.compile(r"^\.(staging-(?P<pid>\d+)|.+\.old-(?P<old>\d+))$")  # what a killed run leaves behind
+
+logger = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def single_writer(output_dir: Path):
+    """Hold ``output_dir``'s lock while a run writes it: a second run is refused in one line; the lock of a process
+    that no longer exists (killed) is taken over, with a log line, and what it left half-written is removed."""
+    output_dir.mkdir(parents=True, exist_ok=True)
+    lock = output_dir / LOCK
+    for _ in range(2):
+        try:
+            descriptor = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            break
+        except FileExistsError:
+            text = lock.read_text().strip() if lock.is_file() else ""
+            owner = int(text) if text.isdigit() else None
+            if owner is not None and owner != os.getpid() and process_alive(owner):
+                raise UserError(f"{output_dir} is being written by another training run (process {owner}): wait "
+                                "for it to finish, or pass another --output_dir.") from None
+            logger.warning("%s was locked by process %s, which is gone: taking the folder over.", output_dir, owner)
+            lock.unlink(missing_ok=True)
+    else:
+        raise UserError(f"could not lock {output_dir}: another run took it at the same moment; try again.")
+    with os.fdopen(descriptor, "w") as handle:
+        handle.write(f"{os.getpid()}\n")
+    remove_leftovers(output_dir)
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def remove_leftovers(output_dir: Path) -> None:
+    """Staging and set-aside folders of runs that were killed before they could remove them."""
+    for entry in output_dir.iterdir():
+        match = LEFTOVER.match(entry.name)
+        if match and not process_alive(int(match["pid"] or match["old"])):
+            logger.info("Removing %s, left by a run that was killed.", entry)
+            remove(entry)
 
 
 @contextlib.contextmanager

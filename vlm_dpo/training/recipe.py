@@ -8,6 +8,7 @@ Parsed with TRL's ``TrlParser``, as TRL's own scripts do: the recipe's keys and 
 option that names no field is a one-line error, and so is a value that a config refuses.
 """
 
+import contextlib
 from pathlib import Path
 
 import yaml
@@ -50,6 +51,7 @@ def _parse(argv: list[str], prog: str) -> tuple:
             raise UserError(f"--config needs a recipe file (see {prog} --help)")
         if not Path(recipe).is_file():
             raise MissingInputError(f"--config {recipe}: no such recipe file (the recipes are in recipes/*.yaml)")
+        check_unique_keys(recipe)
     parser = make_parser(ARGUMENTS, prog, DESCRIPTION, base=TrlParser)
     try:
         *parsed, from_recipe, from_command_line = parser.parse_args_and_config(
@@ -63,6 +65,25 @@ def _parse(argv: list[str], prog: str) -> tuple:
         raise UserError(f"unknown option {' '.join(from_command_line)} (see {prog} --help)")
     check_lora(parsed[2])
     return tuple(parsed)
+
+
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """YAML's safe loader, refusing a key given twice in one mapping (plain YAML keeps the last, silently)."""
+
+    def construct_mapping(self, node, deep=False):
+        seen = set()
+        for key_node, _ in node.value:
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise UserError(f"--config {self.name}: the key {key!r} is given twice (line "
+                                f"{key_node.start_mark.line + 1}); keep one")
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
+def check_unique_keys(recipe: str) -> None:
+    with open(recipe) as handle, contextlib.suppress(yaml.YAMLError):  # the parser below reports those
+        yaml.load(handle, Loader=_UniqueKeyLoader)
 
 
 def run(data_args: DataArguments, training_args: TrainConfig, model_args: ModelConfig):

@@ -22,10 +22,10 @@ from vlm_dpo.report.compare import compare_on_dataset
 from vlm_dpo.report.plots import plot_training_curves
 from vlm_dpo.report.table import print_training_summary
 from vlm_dpo.training import methods
-from vlm_dpo.training.checkpoints import resolve_resume
+from vlm_dpo.training.checkpoints import check_same_run, resolve_resume, run_identity
 from vlm_dpo.training.compat import keep_tensorboard_in_output_dir, undo_eval_only_preparation
 from vlm_dpo.training.data import load_or_prepare, preparation_record, training_splits
-from vlm_dpo.training.output import staged, weights_bytes
+from vlm_dpo.training.output import single_writer, staged, weights_bytes
 from vlm_dpo.training.own_negatives import add_own_negatives
 from vlm_dpo.training.timing import Stopwatch, phase
 
@@ -51,7 +51,17 @@ def resolved_config(*configs) -> dict:
 
 
 def main(data_args, training_args, model_args):
-    """Train and evaluate; returns the trainer, whose model holds the tuned adapter."""
+    """Train and evaluate; returns the trainer, whose model holds the tuned adapter. One run at a time writes an
+    output folder (``output.single_writer``: the main process holds its lock)."""
+    from accelerate import PartialState
+
+    if not PartialState().is_main_process:
+        return _main(data_args, training_args, model_args)
+    with single_writer(Path(training_args.output_dir)):
+        return _main(data_args, training_args, model_args)
+
+
+def _main(data_args, training_args, model_args):
     from accelerate import PartialState
     from transformers import set_seed
 
@@ -61,6 +71,10 @@ def main(data_args, training_args, model_args):
     model_name = model_args.model_name_or_path
     quantization = quantization_config(model_args)  # no GPU for QLoRA: fail before anything loads
     resume = resolve_resume(training_args.resume_from_checkpoint, output_dir)  # and before training a missing one
+    main_process = PartialState().is_main_process
+    saves_checkpoints = training_args.save_strategy != "no"
+    if main_process and resume:  # a resume of another run fails in seconds, before its data are prepared
+        check_same_run(output_dir, run_identity(data_args, training_args, model_args), resume, saves_checkpoints)
     with phase("model/processor load"):
         processor = load_processor(model_name)  # first: a missing hub fails here, in seconds
     vision = is_vision_processor(processor)
@@ -72,6 +86,9 @@ def main(data_args, training_args, model_args):
                                                   output_dir)
         train_set, eval_set = training_splits(splits, data_folder, data_args)  # before the model: empty data fails fast
         preparation = preparation_record(data_folder)
+    if main_process:  # the data themselves, before the model loads
+        check_same_run(output_dir, run_identity(data_args, training_args, model_args, preparation), resume,
+                       saves_checkpoints)
 
     with phase("model/processor load"):
         model = load_model(model_name, model_args.dtype, model_args.attn_implementation, vision=vision,

@@ -189,3 +189,11 @@ def test_a_chain_of_hindsight_run_is_asked_and_judged_after_its_positive_phrase(
     assert result["tuned"]["logp_chosen"] == pytest.approx(tuned[0], rel=1e-4)
     assert result["base"]["logp_rejected"] == pytest.approx(base[1], rel=1e-4)
     assert any("after 'A helpful answer:'" in note for note in result["notes"])
+
+
+def test_control_tokens_in_the_page_are_refused(session, red_png):
+    image = read_image(session, red_png)
+    with pytest.raises(BadInput, match="holds <image>, a control token"):
+        list(ask(session, image, "What <image> is this?"))
+    with pytest.raises(BadInput, match="chosen answer holds <end_of_utterance>"):
+        judge(session, image, "What is it?", "Red.<end_of_utterance>", "Blue.")

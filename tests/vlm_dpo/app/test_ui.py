@@ -84,3 +84,26 @@ def test_other_hosts_are_spotted():
     assert css_loads("a{background:url('data:image/png;base64,xx')} @import 'https://x.org/a.css';"
                      "b{src:url(https://fonts.gstatic.com/f.woff2)}") == ["https://fonts.gstatic.com/f.woff2",
                                                                           "https://x.org/a.css"]
+
+
+def test_uploads_live_in_a_folder_of_the_apps_own_that_goes_when_it_stops(session, monkeypatch):
+    """Gradio keeps uploads in GRADIO_TEMP_DIR: the app points it at its own folder and deletes it on the way out."""
+    import os
+    from pathlib import Path
+
+    import vlm_dpo.app
+    import vlm_dpo.app.ui
+
+    seen = []
+
+    def fake_serve(served, host, port, stop):
+        folder = Path(os.environ["GRADIO_TEMP_DIR"])
+        (folder / "upload.png").write_bytes(b"an uploaded file")
+        seen.append(folder)
+
+    monkeypatch.setattr(vlm_dpo.app, "load_session", lambda *args: session)
+    monkeypatch.setattr(vlm_dpo.app.ui, "serve", fake_serve)
+    before = os.environ.get("GRADIO_TEMP_DIR")
+    assert run(AppArguments(adapter="unused")) == 0
+    assert seen and seen[0].name.startswith("vlm-dpo-app-") and not seen[0].exists()
+    assert os.environ.get("GRADIO_TEMP_DIR") == before

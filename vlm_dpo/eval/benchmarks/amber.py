@@ -57,7 +57,7 @@ from __future__ import annotations
 
 import json
 import string
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -139,11 +139,6 @@ def load_questions(query_file: str | Path, image_folder: str | Path, annotation_
             question["hallu"] = annotation["hallu"]
         questions.append(question)
     return questions
-
-
-def missing_images(questions: Iterable[dict]) -> list[str]:
-    """The distinct image paths of ``questions`` that are not files, in first-seen order."""
-    return [image for image in dict.fromkeys(q["image"] for q in questions) if not Path(image).is_file()]
 
 
 def parse_answer(text: str, strict: bool = False) -> str:

@@ -60,7 +60,7 @@ def load_questions(question_files: str | Path | Sequence[str | Path], image_fold
 
     ``split`` names the split of every file given (else each file's name tells it). ``suffix`` is appended to each
     question, e.g. LLaVA's " Answer the question using a single word or phrase."; POPE's own files have none.
-    Image files are not checked here (``missing_images`` lists the absent ones).
+    Image files are not checked here: the runner counts the absent ones.
     """
     files = [question_files] if isinstance(question_files, str | Path) else list(question_files)
     if not files:
@@ -81,11 +81,6 @@ def load_questions(question_files: str | Path | Sequence[str | Path], image_fold
             ids.add(question["id"])
             questions.append(question)
     return questions
-
-
-def missing_images(questions: Iterable[dict]) -> list[str]:
-    """The distinct image paths of ``questions`` that are not files, in first-seen order."""
-    return [image for image in dict.fromkeys(q["image"] for q in questions) if not Path(image).is_file()]
 
 
 def parse_answer(text: str) -> str:
