@@ -164,12 +164,15 @@ def test_command_help(command, options, capsys):
 def test_old_spellings_are_aliases():
     from data_prep.cli import make_parser, parse
     from data_prep.command import parse_prepare
+    from data_prep.errors import UserError
     from vlm_dpo.inference import InferArguments
 
     (args,) = parse_prepare(["--input", "in.jsonl", "--output", "out", "--model", "m", "--longest_edge", "99",
                              "--seed", "3"], "prepare")
     assert (args.dataset_name, args.output_dir, args.model_name_or_path) == ("in.jsonl", "out", "m")
     assert args.image_longest_edge == 99 and args.data_seed_split == 3
+    with pytest.raises(UserError, match="--dataset_name is required"):  # no quiet default for the data
+        parse_prepare(["--output", "out"], "prepare")
     (args,) = parse(make_parser(InferArguments, "infer", ""), [
         "--adapter", "run", "--dataset", "data", "--report", "rep", "--split", "train", "--model", "base"])
     assert (args.dataset_name, args.output_dir, args.dataset_test_split) == ("data", "rep", "train")
