@@ -50,9 +50,9 @@ class PrepareArguments(PrepareOptions):
 
 def parse_prepare(argv: list[str], prog: str) -> list:
     """``[PrepareArguments]`` from ``argv``, the aliases read as the fields they stand for."""
-    argv = [ALIASES.get(arg.split("=")[0], arg.split("=")[0]) + arg[len(arg.split("=")[0]):] for arg in argv]
+    argv = [ALIASES.get(name, name) + sep + value for name, sep, value in (arg.partition("=") for arg in argv)]
     parser = make_parser(PrepareArguments, prog, DESCRIPTION)
-    if not {"-h", "--help"} & set(argv) and not any(arg.split("=")[0] == "--dataset_name" for arg in argv):
+    if not {"-h", "--help"} & set(argv) and not any(arg.partition("=")[0] == "--dataset_name" for arg in argv):
         raise UserError(f"--dataset_name is required: the data to prepare (see {prog} --help)")
     return parse(parser, argv)
 
