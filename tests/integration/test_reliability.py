@@ -262,3 +262,10 @@ def test_a_run_without_the_embedding_model_finishes_with_its_report(tmp_path, ti
 def test_an_unknown_app_option_is_one_line(tmp_path):
     error = last_error(command("-m", "vlm_dpo.cli", "app", "--adapter", str(tmp_path), "--no_such_option", "1"))
     assert "unknown option --no_such_option 1" in error
+
+
+def test_a_run_that_fails_before_writing_leaves_no_folder(tmp_path):
+    out = tmp_path / "never"
+    error = last_error(command("train.py", "--config", TINY, "--model_name_or_path", "nobody/no-model",
+                               "--output_dir", str(out)))
+    assert "nobody/no-model" in error and not out.exists()

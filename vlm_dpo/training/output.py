@@ -30,7 +30,9 @@ logger = logging.getLogger(__name__)
 @contextlib.contextmanager
 def single_writer(output_dir: Path):
     """Hold ``output_dir``'s lock while a run writes it: a second run is refused in one line; the lock of a process
-    that no longer exists (killed) is taken over, with a log line, and what it left half-written is removed."""
+    that no longer exists (killed) is taken over, with a log line, and what it left half-written is removed. A
+    folder made for the lock alone (the run failed before writing) is removed again."""
+    created = not output_dir.exists()
     output_dir.mkdir(parents=True, exist_ok=True)
     lock = output_dir / LOCK
     for _ in range(2):
@@ -54,6 +56,8 @@ def single_writer(output_dir: Path):
         yield
     finally:
         lock.unlink(missing_ok=True)
+        if created and not any(output_dir.iterdir()):
+            output_dir.rmdir()
 
 
 def remove_leftovers(output_dir: Path) -> None:
