@@ -27,7 +27,7 @@ from data_prep.errors import ImageError, MissingInputError, UserError
 from data_prep.images import open_image
 from data_prep.synthetic.scenes_pope import write_benchmark
 from vlm_dpo.eval.benchmarks import amber, chair, pope, scenes
-from vlm_dpo.eval.generate import generate_answers
+from vlm_dpo.eval.generate import generate_answers, read_saved_answers
 from vlm_dpo.models import is_vision_processor, load_model_and_processor
 from vlm_dpo.models.adapter import load_tuned
 from vlm_dpo.models.run_record import DEFAULT_LONGEST_EDGE
@@ -123,24 +123,11 @@ def first_of_each_split(questions: list[dict], limit: int | None) -> list[dict]:
     return kept
 
 
-def read_answers(path: Path) -> dict[str, str]:
-    """The answers already written to ``path`` (a line cut short by an interruption is asked again)."""
-    answers = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError:
-                continue
-            answers[row["id"]] = row["answer"]
-    return answers
-
-
 def answer_all(model, processor, questions: list[dict], path: Path, *, role: str, use_adapter: bool,
                longest_edge: int, batch_size: int, max_new_tokens: int, options: dict, skipped: dict) -> dict:
     """Every question answered by one model, resuming from ``path``; new answers are appended as they come.
     Images that cannot be read are counted in ``skipped`` (reason -> ids) and not asked."""
-    answers = read_answers(path)
+    answers = read_saved_answers(path, "id")
     pending = [q for q in questions if q["id"] not in answers and q["id"] not in skipped.get("image_unreadable", ())]
     with path.open("a") as out, tqdm(total=len(questions), initial=len(questions) - len(pending), desc=role,
                                      unit="question", dynamic_ncols=True) as bar:
@@ -189,12 +176,12 @@ def run(args: BenchmarkArguments) -> int:
     output_dir.mkdir(parents=True, exist_ok=True)
     skipped: dict[str, set] = {}
     results = {}
+    known = {q["id"] for q in asked}
     for role, use_adapter, options in roles:
         answers = answer_all(model, processor, asked, output_dir / f"answers_{role}.jsonl", role=role,
                              use_adapter=use_adapter, longest_edge=longest_edge, batch_size=args.batch_size,
                              max_new_tokens=args.max_new_tokens or MAX_NEW_TOKENS[args.benchmark], options=options,
                              skipped=skipped)
-        known = {q["id"] for q in asked}
         results[role] = SCORERS[args.benchmark](questions, {k: v for k, v in answers.items() if k in known}, **extra)
     summary = {
         "benchmark": args.benchmark, "adapter": args.adapter,

@@ -41,9 +41,12 @@ class Session:
     model: object
     processor: object
     record: RunRecord
-    run_dir: Path
     heldout: object = None  # the run's held-out split (a datasets.Dataset), when it can be found
     max_new_tokens: int = 64
+
+    @property
+    def run_dir(self) -> Path:
+        return self.record.folder
 
     @property
     def vision(self) -> bool:
@@ -76,7 +79,7 @@ def load_session(adapter: str | Path, model_name_or_path: str | None = None, max
     if max_new_tokens < 1:
         raise UserError(f"--max_new_tokens must be at least 1, got {max_new_tokens}.")
     model, processor, record = load_tuned(adapter, model_name_or_path)  # checks the folder first
-    session = Session(model, processor, record, Path(adapter), load_heldout(record), max_new_tokens)
+    session = Session(model, processor, record, load_heldout(record), max_new_tokens)
     warm_up(session)
     return session
 

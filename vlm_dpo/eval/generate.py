@@ -14,6 +14,8 @@ record.image_longest_edge)`` decodes a file exactly as the run's data was decode
 """
 
 import contextlib
+import json
+from pathlib import Path
 
 from tqdm.auto import tqdm
 
@@ -68,3 +70,17 @@ def prompt_with_answer_start(processor, question: str, answer_start: str | None 
         return prompt
     answer = completion(prompt, render(processor, question, f"{answer_start} ..."))
     return prompt + answer[:answer.index(answer_start) + len(answer_start)]
+
+
+def read_saved_answers(path: Path, key: str) -> dict[str, str]:
+    """``{row[key]: row["answer"]}`` of a JSON-lines file of answers appended as they were generated. A line that
+    does not parse, or lacks either field (a run killed mid-write), is left out: its question is asked again."""
+    answers = {}
+    if path.is_file():
+        for line in path.read_text().splitlines():
+            try:
+                row = json.loads(line)
+                answers[str(row[key])] = str(row["answer"])
+            except (ValueError, KeyError, TypeError):
+                continue
+    return answers

@@ -24,7 +24,7 @@ from data_prep.chat import message_text
 from data_prep.synthetic import VERSION
 from vlm_dpo.eval.checks.arithmetic import exact_answer
 from vlm_dpo.eval.checks.scenes import hallucinated, question_type
-from vlm_dpo.eval.generate import generate_answers
+from vlm_dpo.eval.generate import generate_answers, read_saved_answers
 from vlm_dpo.eval.scoring import attribute_correct
 from vlm_dpo.models.cache import default_cache_dir
 from vlm_dpo.training.trainers.fast_dpo import tensor_bytes
@@ -80,7 +80,7 @@ def question_kind(question: str, truth: str) -> str:
 def cached_answers(model, processor, rows, questions, images, max_new_tokens: int, batch_size: int) -> list[str]:
     """The base's greedy answers, from the cache where it has them; the missing ones generated and appended."""
     path = cache_file(model, max_new_tokens)
-    known = read_cache(path)
+    known = read_saved_answers(path, "key")
     keys = [row_key(q, row["ground_truth"], image) for q, row, image in
             zip(questions, rows, images or [None] * len(questions))]
     missing = [i for i, key in enumerate(keys) if key not in known]
@@ -96,19 +96,6 @@ def cached_answers(model, processor, rows, questions, images, max_new_tokens: in
             handle.writelines(json.dumps({"key": key, "answer": answer}) + "\n" for key, answer in new.items())
         known.update(new)
     return [known[key] for key in keys]
-
-
-def read_cache(path: Path) -> dict[str, str]:
-    """Lines that do not parse (a run killed mid-write) are ignored: their answers are generated again."""
-    known = {}
-    if path.is_file():
-        for line in path.read_text().splitlines():
-            try:
-                entry = json.loads(line)
-                known[str(entry["key"])] = str(entry["answer"])
-            except (ValueError, KeyError, TypeError):
-                continue
-    return known
 
 
 def row_key(question: str, truth: str, image) -> str:

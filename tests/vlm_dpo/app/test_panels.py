@@ -150,7 +150,7 @@ def text_session(tiny_text_model_dir):
     model, tokenizer = load_model_and_processor("tiny-smollm2")
     model = get_peft_model(model, LoraConfig(r=4, target_modules=["q_proj", "v_proj"])).eval()
     record = RunRecord(folder=Path("text-run"), model_name_or_path="tiny-smollm2", vision=False, beta=0.5)
-    return Session(model, tokenizer, record, Path("text-run"), max_new_tokens=4)
+    return Session(model, tokenizer, record, max_new_tokens=4)
 
 
 def test_a_text_run_ignores_images(text_session, red_png):
