@@ -128,7 +128,7 @@ def main(argv: list[str] | None = None) -> dict:
         loops = {arm: train_loop(overrides, work, args.smoke, args.train_steps, answers_only)
                  for arm, answers_only in ARMS.items()} if args.train_steps else {}
 
-    from vlm_dpo.training.trainers.fast_dpo import pack_pairs
+    from vlm_dpo.training.trainers.pack import pack_pairs
 
     rows = real = answers = 0
     for batch in batches:

@@ -27,7 +27,7 @@ from vlm_dpo.eval.checks.scenes import hallucinated, question_type
 from vlm_dpo.eval.generate import generate_answers, read_saved_answers
 from vlm_dpo.eval.scoring import attribute_correct
 from vlm_dpo.models.cache import default_cache_dir
-from vlm_dpo.training.trainers.fast_dpo import tensor_bytes
+from vlm_dpo.training.trainers.pack import tensor_bytes
 
 logger = logging.getLogger(__name__)
 

@@ -10,7 +10,8 @@ import pytest
 import torch
 
 from vlm_dpo.training.trainers import fast_dpo
-from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer, pack_pairs
+from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer
+from vlm_dpo.training.trainers.pack import pack_pairs
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -89,7 +90,7 @@ def test_pack_pairs_hand_computed():
     assert packed.input_ids.tolist() == [[1, 2, 3, 4, 5, 3, 6], [7, 8, 9, 8, 10, 11, 0]]
     assert packed.position_ids.tolist() == [[0, 1, 2, 3, 4, 2, 3], [0, 1, 2, 1, 2, 3, 0]]
     assert packed.shift_labels.tolist() == [[-100, -100, 4, 5, -100, 6, -100], [-100, 9, -100, 10, 11, -100, -100]]
-    seen = (packed.attention_mask[:, 0] == 0).int()
+    seen = (packed.attention_mask()[:, 0] == 0).int()
     assert seen[0, 5].tolist() == [1, 1, 0, 0, 0, 1, 0]  # the rejected branch sees the prompt, not the chosen answer
     assert seen[0, 4].tolist() == [1, 1, 1, 1, 1, 0, 0]
     assert seen[1, 5].tolist() == [1, 0, 0, 1, 1, 1, 0]
@@ -142,6 +143,41 @@ def test_text_training_matches_plain_trl(text_pairs, tmp_path):
         trainer.train()
         runs[cls] = logged(trainer)
     assert_same_numbers(runs[DPOTrainer], runs[FastDPOTrainer])
+
+
+# --------------------------------------------------------------------------- collation
+
+def test_batches_of_cached_images_are_collated_without_decoding_or_pixels(vision_pairs, tmp_path, monkeypatch):
+    """Once each image's features are cached, a batch is collated from the noted tile layouts: the same tokens and
+    packing as a full collation, no image decoded, no pixels; the features ride in the batch."""
+    from vlm_dpo.training.trainers import fast_collate
+
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path)
+    rows = [trainer.train_dataset[i] for i in range(4)]
+    assert isinstance(rows[0]["images"][0], dict)  # the trainer keeps its images encoded
+    full = trainer.data_collator(rows)
+    assert "pixel_values" in full and "image_features" not in full
+    features = trainer._image_features(trainer._prepare_inputs(full), full["image_keys"])
+    decoded = []
+    monkeypatch.setattr(trainer.data_collator, "decode", lambda image: decoded.append(1))
+    cached = trainer.data_collator(rows)
+    assert decoded == [] and "pixel_values" not in cached
+    for name in ("input_ids", "attention_mask", "completion_mask"):
+        assert torch.equal(cached[name], full[name]), name
+    assert cached["packed"].pair_keys == full["packed"].pair_keys
+    assert all(torch.equal(a, b) for a, b in zip(cached["image_features"], features, strict=True))
+    # the keys of an encoded image and of the same image decoded differ, and each is stable
+    assert fast_collate.image_key(rows[0]["images"][0]) == full["image_keys"][0]
+    assert fast_collate.image_key(vision_pairs[0]["images"][0]) != full["image_keys"][0]
+
+
+def test_a_batch_of_decoded_images_trains_as_an_encoded_one(vision_pairs, tmp_path):
+    """A caller's own rows (images already decoded) are collated in full, as TRL would."""
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path)
+    batch = trainer.data_collator([vision_pairs[i] for i in range(4)])
+    encoded = trainer.data_collator([trainer.train_dataset[i] for i in range(4)])
+    assert torch.equal(batch["pixel_values"], encoded["pixel_values"])
+    assert torch.equal(batch["input_ids"], encoded["input_ids"])
 
 
 # --------------------------------------------------------------------------- each pass once

@@ -48,7 +48,6 @@ import json
 import logging
 from collections import OrderedDict
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 import torch
 import trl.trainer.utils
@@ -58,71 +57,16 @@ from trl import DPOTrainer
 from trl.trainer.utils import FusedCausalLMOutput
 
 from vlm_dpo.models.cache import default_cache_dir
+from vlm_dpo.training.trainers.checkpointing import checkpointing_needed
 from vlm_dpo.training.trainers.eligibility import fast_path_reason
+from vlm_dpo.training.trainers.fast_collate import FastCollator, pair_keys, undecoded
+from vlm_dpo.training.trainers.pack import PackedPairs, pack_pairs, tensor_bytes
 from vlm_dpo.training.trainers.ref_cache import RefLogpCache, agrees
 
 logger = logging.getLogger(__name__)
 
 FIELDS = ("log_probs", "entropy", "log_sum_sq_probs", "mean_logits", "is_top1")  # per-token outputs of TRL's head
 PAIR_SIDES = ("chosen", "rejected", "chosen_tokens", "rejected_tokens")  # FastDPOTrainer.eval_pair_logps
-
-
-@dataclass
-class PackedPairs:
-    """B pairs packed into B rows; ``index``/``valid`` map TRL's (2B, T-1) per-token layout onto the packed one."""
-
-    input_ids: torch.Tensor  # (B, L)
-    position_ids: torch.Tensor  # (B, L)
-    attention_mask: torch.Tensor  # (B, 1, L, L) additive: 0 where attended, dtype min elsewhere
-    shift_labels: torch.Tensor  # (B, L) the token each position predicts, -100 where none is scored
-    index: torch.Tensor  # (2B, T-1) flat index into (B * L)
-    valid: torch.Tensor  # (2B, T-1) TRL's shifted completion mask
-    lengths: list[tuple[int, int, int]]  # (prompt, chosen, rejected) tokens per pair
-
-    def unpack(self, value: torch.Tensor | None) -> torch.Tensor | None:
-        """A packed per-token field in TRL's layout: zero off the answers, as TRL's fused head leaves it."""
-        return None if value is None else value.reshape(-1)[self.index].masked_fill(~self.valid, 0)
-
-
-def pack_pairs(input_ids, attention_mask, completion_mask, pad_token_id: int, dtype=torch.float32) -> PackedPairs:
-    """Pack a TRL preference batch (rows 0..B-1 chosen, B..2B-1 rejected, each ``prompt + answer`` from column 0,
-    padding on the right, as both of TRL's collators leave them) into one row per pair."""
-    n, width = input_ids.size(0) // 2, input_ids.size(1)
-    prompt_lens = (attention_mask.bool() & ~completion_mask.bool()).sum(1).tolist()
-    answer_lens = completion_mask.sum(1).tolist()
-    rows, positions, segments, labels, lengths = [], [], [], [], []
-    ignore = input_ids.new_full((1,), -100)
-    for i in range(n):
-        p, c, r = prompt_lens[i], answer_lens[i], answer_lens[n + i]
-        chosen, rejected = input_ids[i], input_ids[n + i]
-        if (p < 1 or prompt_lens[n + i] != p or not torch.equal(chosen[:p], rejected[:p])
-                or not completion_mask[i, p:p + c].all() or not completion_mask[n + i, p:p + r].all()):
-            raise ValueError("FastDPOTrainer needs each pair's chosen and rejected rows to start with the same prompt, "
-                             "followed by the answer, as TRL's collators lay them out; this batch does not.")
-        rows.append(torch.cat([chosen[:p + c], rejected[p - 1:p + r]]))
-        positions.append(torch.cat([torch.arange(p + c), torch.arange(p - 1, p + r)]))
-        segments.append(torch.tensor([0] * (p - 1) + [1] * (c + 1) + [2] * (r + 1)))
-        labels.append(torch.cat([ignore.expand(p - 1), chosen[p:p + c], ignore, rejected[p:p + r], ignore]))
-        lengths.append((p, c, r))
-
-    def pad(tensors, value):
-        return torch.nn.utils.rnn.pad_sequence(tensors, batch_first=True, padding_value=value).to(input_ids.device)
-
-    segment = pad(segments, -1)
-    width_packed = segment.size(1)
-    order = torch.arange(width_packed, device=segment.device)
-    query, key = segment[:, :, None], segment[:, None, :]
-    allowed = (order[None, :] <= order[:, None]) & (key >= 0) & ((key == 0) | (key == query))
-    allowed |= torch.eye(width_packed, dtype=torch.bool, device=segment.device)  # padding rows attend to themselves
-    mask = torch.zeros(allowed.shape, dtype=dtype, device=segment.device).masked_fill(~allowed, torch.finfo(dtype).min)
-
-    # TRL's position t of a chosen row is packed position t; of a rejected row, t + len(chosen) + 1.
-    offsets = torch.tensor([i * width_packed for i in range(n)] * 2, device=input_ids.device)
-    offsets[n:] += torch.tensor([c + 1 for _, c, _ in lengths], device=input_ids.device)
-    valid = completion_mask[:, 1:].bool()
-    index = (offsets[:, None] + torch.arange(width - 1, device=input_ids.device)[None, :]).masked_fill(~valid, 0)
-    return PackedPairs(pad(rows, pad_token_id), pad(positions, 0), mask[:, None], pad(labels, -100), index, valid,
-                       lengths)
 
 
 @contextmanager
@@ -149,8 +93,8 @@ class PackedModel:
     answers_only = True  # project only the scored positions onto the vocabulary (False: TRL's CPU behaviour)
 
     def __init__(self, model, packed: PackedPairs, features: list[torch.Tensor] | None, reuse: bool = False,
-                 scale: torch.Tensor | None = None):
-        self.model, self.packed, self.features, self.scale = model, packed, features, scale
+                 scale: torch.Tensor | None = None, dtype: torch.dtype = torch.float32):
+        self.model, self.packed, self.features, self.scale, self.dtype = model, packed, features, scale, dtype
         self.reuse, self.output = reuse, None  # reuse: every fused call gives the same numbers, so run it once
         self.answer_logps = None  # (2B,) summed log-probs of each answer (unweighted) of the last fused call
 
@@ -160,7 +104,7 @@ class PackedModel:
         if self.output is not None:
             return self.output
         packed = self.packed
-        inputs = dict(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+        inputs = dict(input_ids=packed.input_ids, attention_mask=packed.attention_mask(self.dtype),
                       position_ids=packed.position_ids, shift_labels=packed.shift_labels, fused_lm_head=True)
         if self.features is not None:  # a fresh dict: the model writes into it
             inputs["mm_encoder_outputs"] = {"image": BaseModelOutputWithPooling(pooler_output=self.features)}
@@ -177,7 +121,7 @@ class PackedModel:
 
 
 class FeatureCache:
-    """Least-recently-used image features, bounded in bytes, on the CPU."""
+    """Least-recently-used image features, bounded in bytes, on the model's device."""
 
     def __init__(self, max_bytes: int):
         self.max_bytes, self.size, self.items = max_bytes, 0, OrderedDict()
@@ -194,16 +138,10 @@ class FeatureCache:
             self.size -= self.items.popitem(last=False)[1].nbytes
 
 
-def tensor_bytes(tensor: torch.Tensor):
-    """Raw bytes of a tensor of any dtype, for hashing (bfloat16 has no numpy type)."""
-    return tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy()
-
-
 class FastDPOTrainer(DPOTrainer):
     """DPOTrainer, same arguments and results, with image features, prompts and reference log-probs computed once."""
 
     feature_cache_bytes = 1 << 30  # ~1,400 SmolVLM-256M images of 5 tiles (737 KB each in float32)
-
 
     def __init__(self, *args, **kwargs):
         super().__init__(*args, **kwargs)
@@ -216,21 +154,39 @@ class FastDPOTrainer(DPOTrainer):
         self.feature_cache = FeatureCache(self.feature_cache_bytes)
         self._ref_cache = None  # opened at the first batch: its file name hashes the reference weights
         self.eval_pair_logps, self._pair_logps = None, None  # see evaluate()
+        self._checkpointing_settled = False  # see _settle_checkpointing()
         # Pad id from the public processing class (TRL set the tokenizer's pad token in place above).
         self._pad_token_id = getattr(self.processing_class, "tokenizer", self.processing_class).pad_token_id
+        # Images stay encoded in the datasets: the collator decodes only those whose features are not cached yet.
+        self.train_dataset, decode = undecoded(self.train_dataset)
+        if isinstance(self.eval_dataset, dict):
+            self.eval_dataset = {name: undecoded(data)[0] for name, data in self.eval_dataset.items()}
+        else:
+            self.eval_dataset = undecoded(self.eval_dataset)[0]
+        self.data_collator = FastCollator(self.data_collator, self.feature_cache, self._pad_token_id, decode)
         logger.info("fast_dpo: one vision pass per image, one prompt pass per pair, cached reference log-probs.")
 
     def _compute_loss(self, model, inputs, return_outputs):
-        packed = pack_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
-                            self._pad_token_id, self.accelerator.unwrap_model(self.model).dtype)
-        image_keys = self._image_keys(inputs)
-        features = self._image_features(inputs, image_keys) if "pixel_values" in inputs else None
+        device = inputs["input_ids"].device
+        image_keys = inputs.get("image_keys") or self._image_keys(inputs)
+        packed = inputs.get("packed")  # packed on the CPU by the collator; a batch collated elsewhere is packed here
+        if packed is None:
+            packed = pack_pairs(inputs["input_ids"], inputs["attention_mask"], inputs["completion_mask"],
+                                self._pad_token_id)
+            packed.pair_keys = pair_keys(packed, image_keys)
+        packed = packed.to(device, non_blocking=True)
+        if self.model.training and not self._checkpointing_settled:
+            self._settle_checkpointing(packed)
+        features = inputs.get("image_features")
+        if features is None and "pixel_values" in inputs:
+            features = self._image_features(inputs, image_keys)
         # Evaluating an adapter that still adds exactly zero (the base evaluation before training): the policy is
         # the reference, so one forward serves both.
         reuse = not torch.is_grad_enabled() and self._adapter_is_off()
-        packed_model = PackedModel(model, packed, features, reuse=reuse, scale=self._token_scale(inputs))
+        dtype = self.accelerator.unwrap_model(self.model).dtype
+        packed_model = PackedModel(model, packed, features, reuse=reuse, scale=self._token_scale(inputs), dtype=dtype)
         if "ref_chosen_logps" not in inputs:
-            inputs = {**inputs, **self._reference_logps(inputs, packed, features, image_keys, packed_model)}
+            inputs = {**inputs, **self._reference_logps(inputs, packed, features, packed_model)}
         result = super()._compute_loss(packed_model, inputs, return_outputs)
         if self._pair_logps is not None:
             n = len(packed.lengths)
@@ -251,6 +207,21 @@ class FastDPOTrainer(DPOTrainer):
             return super().evaluate(*args, **kwargs)
         finally:
             self.eval_pair_logps, self._pair_logps = self._pair_logps, None
+
+    def _settle_checkpointing(self, packed: PackedPairs) -> None:
+        """At the first training step on a GPU: gradient checkpointing off where the activations fit without it
+        (``checkpointing.checkpointing_needed``); it changes no number, only memory and time."""
+        self._checkpointing_settled = True
+        model = self.accelerator.unwrap_model(self.model)
+        if not getattr(model, "is_gradient_checkpointing", False):
+            return
+        rows, width = packed.input_ids.shape
+        if checkpointing_needed(model.config.get_text_config(), rows, width, model.dtype, packed.input_ids.device):
+            return
+        model.gradient_checkpointing_disable()
+        self.args.gradient_checkpointing = self.args.activation_checkpointing = False
+        logger.info("fast_dpo: gradient checkpointing off: the activations of %d rows of %d tokens fit in the GPU's "
+                    "free memory without it.", rows, width)
 
     def _token_scale(self, inputs) -> torch.Tensor | None:
         """Weights of the per-token log-probs in TRL's (2B, T-1) layout, or None (plain sums). DDPOTrainer's hook."""
@@ -298,25 +269,22 @@ class FastDPOTrainer(DPOTrainer):
                 outputs = base.get_image_features(pixel_values=inputs["pixel_values"][rows],
                                                   pixel_attention_mask=None if mask is None else mask[rows])
             for key, value in zip(missing, outputs.pooler_output):
-                found[key] = value.detach().cpu()
+                found[key] = value.detach()
                 self.feature_cache.put(key, found[key])
         device = inputs["input_ids"].device
         return [found[key].to(device) for key in keys]
 
-    def _reference_logps(self, inputs, packed: PackedPairs, features, image_keys,
-                         packed_model: PackedModel) -> dict[str, torch.Tensor]:
+    def _reference_logps(self, inputs, packed: PackedPairs, features, packed_model: PackedModel
+                         ) -> dict[str, torch.Tensor]:
         """The batch's reference log-probs from the cache; any pair missing, or the first batch that would come from
         the file (it must prove itself): TRL's reference forward, packed, which then checks the cached values."""
         cache = self._reference_cache()
-        keys = []
-        for i, (p, c, r) in enumerate(packed.lengths):
-            digest = xxhash.xxh3_128(f"{p},{c},{r},{image_keys[i]}".encode())
-            digest.update(tensor_bytes(packed.input_ids[i, :p + c + r + 1]))
-            keys.append(digest.hexdigest())
+        keys = packed.pair_keys
         values = cache.get(keys)
         if values is None or cache.loaded.intersection(keys):
             reference = packed_model if packed_model.reuse else PackedModel(self.model, packed, features,
-                                                                            scale=packed_model.scale)
+                                                                            scale=packed_model.scale,
+                                                                            dtype=packed_model.dtype)
             chosen, rejected = self.compute_ref_log_probs(reference, inputs)
             fresh = list(zip(chosen.float().tolist(), rejected.float().tolist()))
             checked = [(cache.values[key], value) for key, value in zip(keys, fresh) if key in cache.loaded]
@@ -348,8 +316,12 @@ class FastDPOTrainer(DPOTrainer):
                 digest.update(f"{name}:{tensor.dtype}:{tuple(tensor.shape)}".encode())
                 digest.update(tensor_bytes(tensor))
             versions = [torch.__version__, transformers.__version__, trl.__version__, peft.__version__]
+            # An image's key hashes its encoded bytes, so what turns them into pixels is part of this key.
+            image_processor = getattr(self.processing_class, "image_processor", None)
             settings = dict(dtype=str(model.dtype), bf16=self.args.bf16, fp16=self.args.fp16, ld_alpha=self.ld_alpha,
-                            attn=model.config._attn_implementation, versions=versions, format=2,  # checksummed lines
+                            attn=model.config._attn_implementation, versions=versions, format=3,  # checksummed lines
+                            images=image_processor.to_json_string() if image_processor else None,
+                            image_seq_len=getattr(self.processing_class, "image_seq_len", None),
                             **self._log_prob_settings())
             if self.args.bf16 or self.args.fp16:
                 # Half-precision log-probs shift with a batch's padding (~1e-3): evaluation batches are not
