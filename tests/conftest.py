@@ -9,6 +9,11 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 
+# The suite is the CPU float32 reference: it checks the fast path against TRL to float32 round-off, and the device
+# would otherwise choose bf16 weights and autocast wherever CUDA is visible. So the GPU is hidden from these tests and
+# from the commands they start; the tests marked `gpu` (tests/gpu) run their checks in a process that sees it.
+VISIBLE_GPUS = os.environ.get("CUDA_VISIBLE_DEVICES")
+os.environ["CUDA_VISIBLE_DEVICES"] = ""
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_DATASETS_OFFLINE"] = "1"
 os.environ.setdefault("TQDM_DISABLE", "1")
@@ -20,6 +25,19 @@ def model_cache(tmp_path_factory):
     cache = tmp_path_factory.mktemp("vlm_dpo_cache")
     os.environ["VLM_DPO_CACHE"] = str(cache)
     return cache
+
+
+@pytest.fixture(scope="session")
+def gpu_env(model_cache):
+    """The environment with the GPU visible again, for a check run in its own process; skips without CUDA."""
+    env = {key: value for key, value in os.environ.items() if key != "CUDA_VISIBLE_DEVICES"}
+    if VISIBLE_GPUS is not None:
+        env["CUDA_VISIBLE_DEVICES"] = VISIBLE_GPUS
+    probe = subprocess.run([sys.executable, "-c", "import torch; print(torch.cuda.is_available())"], env=env,
+                           capture_output=True, text=True)
+    if probe.stdout.strip() != "True":
+        pytest.skip("needs a CUDA GPU (none is visible)")
+    return env
 
 
 @pytest.fixture(scope="session")
