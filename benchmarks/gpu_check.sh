@@ -18,11 +18,13 @@ if [ -n "${1:-}" ]; then
 fi
 export PYTHONUNBUFFERED=1 TQDM_DISABLE=1 VLM_DPO_CACHE="${VLM_DPO_CACHE:-$(mktemp -d)}"
 python3 -c "import torch, transformers, trl, peft; print('torch', torch.__version__, 'transformers', transformers.__version__, 'trl', trl.__version__, 'peft', peft.__version__, torch.cuda.get_device_name())"
-python3 -m pytest -q -m gpu tests/gpu 2>&1 | tee "$out/tests.log"
+status=0
+python3 -m pytest -q -m gpu tests/gpu 2>&1 | tee "$out/tests.log" || status=1
 for shape in 256m 2b; do
     pairs=$([ "$shape" = 256m ] && echo 48 || echo 32)
     python3 benchmarks/dpo_throughput.py --device cuda --shape "$shape" --pairs "$pairs" --batch 8 --epochs 3 \
-        > "$out/throughput-$shape.log" 2> "$out/throughput-$shape.err" || { tail -30 "$out/throughput-$shape.err"; exit 1; }
-    grep -v '^{' "$out/throughput-$shape.log"
+        > "$out/throughput-$shape.log" 2> "$out/throughput-$shape.err" || { tail -30 "$out/throughput-$shape.err"; status=1; }
+    grep -v '^{' "$out/throughput-$shape.log" || true
     tail -1 "$out/throughput-$shape.log" > "$out/throughput-$shape.json"
 done
+exit $status

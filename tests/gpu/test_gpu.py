@@ -3,6 +3,7 @@ device. Each check runs in its own process with the GPU visible (tests/gpu/gpu_c
 
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -21,8 +22,9 @@ BF16_LOGP_TOLERANCE = 1.0  # summed log-probs of one answer (tens of tokens)
 
 def run_check(name: str, gpu_env, tmp_path) -> dict:
     out = tmp_path / f"{name}.json"
-    result = subprocess.run([sys.executable, str(CHECKS), name, str(out)], cwd=ROOT, env=gpu_env,
-                            capture_output=True, text=True)
+    env = {**gpu_env, "PYTHONPATH": os.pathsep.join(filter(None, [str(ROOT), gpu_env.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, str(CHECKS), name, str(out)], cwd=ROOT, env=env, capture_output=True,
+                            text=True)
     assert result.returncode == 0, result.stderr[-3000:]
     return json.loads(out.read_text())
 
