@@ -3,11 +3,11 @@
 ``--shape 256m`` has SmolVLM-256M-Instruct's exact architecture (SigLIP-B/16 at 512px, 64 tokens per tile after the
 pixel shuffle, the SmolLM2-135M decoder) with SmolVLM's processor splitting images at a 1024px longest edge: every
 image is 4 tiles + 1 global, 320 image tokens. ``--shape 2b`` has SmolVLM-Instruct's (SigLIP so400m at 384px, 81
-tokens per tile, the SmolLM2-1.7B decoder; 2.2B parameters) at its own 1536px longest edge: 16 tiles + 1 global,
-1,377 image tokens. Weights are random. Both arms train the same pairs with the same seed and settings (LoRA on
-the language model, gradient checkpointing on as TRL's default; float32 on the CPU, bf16 weights and autocast on a
-GPU, as the pipeline loads them), each in its own subprocess so that peak memory is per arm; the fast arm starts
-with an empty reference cache, so its first epoch pays for the reference forward.
+tokens per tile, the SmolLM2-1.7B decoder; 2.2B parameters) at a 768px longest edge (its default, 1536px, gives 17
+tiles): 4 tiles + 1 global, 405 image tokens. Weights are random. Both arms train the same pairs with the same seed
+and settings (LoRA on the language model, gradient checkpointing on as TRL's default; float32 on the CPU, bf16
+weights and autocast on a GPU, as the pipeline loads them), each in its own subprocess so that peak memory is per
+arm; the fast arm starts with an empty reference cache, so its first epoch pays for the reference forward.
 
     python benchmarks/dpo_throughput.py            # 8 pairs, 2 per step, 3 epochs (about 30 min on 2 quiet CPU cores)
     python benchmarks/dpo_throughput.py --quick    # 2 pairs, 1 step per epoch (under 15 min)
@@ -52,7 +52,7 @@ SHAPES = {
                            image_size=384, patch_size=14),
                text=dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=32,
                          num_key_value_heads=32, head_dim=64, vocab_size=49155, rope_theta=273768.0),
-               scale_factor=3, tile=384, longest_edge=1536, image_seq_len=81, side=1536),
+               scale_factor=3, tile=384, longest_edge=768, image_seq_len=81, side=768),
 }
 
 

@@ -165,7 +165,7 @@ def test_batches_of_cached_images_are_collated_without_decoding_or_pixels(vision
     for name in ("input_ids", "attention_mask", "completion_mask"):
         assert torch.equal(cached[name], full[name]), name
     assert cached["packed"].pair_keys == full["packed"].pair_keys
-    assert all(torch.equal(a, b) for a, b in zip(cached["image_features"], features, strict=True))
+    assert all(torch.equal(a, b) for a, b in zip(cached["image_features"].tensors, features, strict=True))
     # the keys of an encoded image and of the same image decoded differ, and each is stable
     assert fast_collate.image_key(rows[0]["images"][0]) == full["image_keys"][0]
     assert fast_collate.image_key(vision_pairs[0]["images"][0]) != full["image_keys"][0]

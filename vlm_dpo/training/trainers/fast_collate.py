@@ -39,6 +39,14 @@ def image_key(image) -> str:
     return "p" + digest.hexdigest()
 
 
+class CachedFeatures:
+    """A batch's cached image features, held so that the data loader passes them through untouched: they already
+    live on the model's device, where pinning or copying them would fail or cost."""
+
+    def __init__(self, tensors: list):
+        self.tensors = tensors
+
+
 class LayoutImageProcessor:
     """Stands in for the image processor inside the processor's call. ``keys``: the images of the call, in order.
     With ``known`` set it returns the noted tile layouts and no pixels; otherwise it runs the real processor and notes
@@ -93,7 +101,7 @@ class FastCollator:
         if keys:
             batch["image_keys"] = keys
         if known:
-            batch["image_features"] = cached
+            batch["image_features"] = CachedFeatures(cached)
         batch["packed"] = pack_pairs(batch["input_ids"], batch["attention_mask"], batch["completion_mask"],
                                      self.pad_token_id)
         batch["packed"].pair_keys = pair_keys(batch["packed"], keys)

@@ -177,7 +177,7 @@ class FastDPOTrainer(DPOTrainer):
         packed = packed.to(device, non_blocking=True)
         if self.model.training and not self._checkpointing_settled:
             self._settle_checkpointing(packed)
-        features = inputs.get("image_features")
+        features = inputs["image_features"].tensors if "image_features" in inputs else None
         if features is None and "pixel_values" in inputs:
             features = self._image_features(inputs, image_keys)
         # Evaluating an adapter that still adds exactly zero (the base evaluation before training): the policy is
