@@ -227,6 +227,7 @@ def summarise(result: dict, batch: int, peak_tflops: float) -> dict:
         "tflops_later": tflops, "peak_share_later": tflops / peak_tflops,
         "peak_rss_mb": result["peak_rss_mb"], "peak_gpu_mb": result["peak_gpu_mb"], "steps": len(every),
         "optimizer": result["optimizer"], "checkpointing": result["checkpointing"],
+        "step_times_s": [round(step["time"], 4) for step in result["steps"]],
     }
 
 

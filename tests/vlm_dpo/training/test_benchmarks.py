@@ -28,3 +28,50 @@ def test_demo_step_benchmark_smoke_prints_json_last(tmp_path):
     assert summary["max_loss_diff"] <= 1e-5 and summary["train_loop_max_loss_diff"] <= 1e-5
     assert 0 < summary["answer_positions"] < summary["real_tokens"] <= summary["packed_positions"]
     assert set(summary["cached_median_s"]) == {"every_position", "answers_only"}
+
+
+def load_script(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_step_flops_counts_a_hand_computed_step():
+    """One layer, hidden 2, intermediate 4, 1 head of 2, vocab 10, LoRA r 1; one pair (prompt 2, chosen 1,
+    rejected 1): 5 packed tokens, 2 answer positions."""
+    from types import SimpleNamespace
+
+    config = SimpleNamespace(hidden_size=2, num_hidden_layers=1, num_attention_heads=1, head_dim=2,
+                             num_key_value_heads=1, intermediate_size=4, vocab_size=10)
+    frozen = 4 + 4 + 4 + 4 + 8 + 8 + 8  # q k v o (2x2), gate up down (2x4)
+    lora = 1 * (4 * 4 + 3 * 6)  # r (in + out) per projection
+    linear = 5 * (2 * frozen * 2 + 2 * lora * 3)
+    attention = 2 * 2 * 5 * 5 / 2 * 2 * 3
+    head = 2 * 2 * 10 * 2 * 2
+    assert load_script("dpo_throughput").step_flops(config, [(2, 1, 1)], 1) == linear + attention + head
+
+
+def test_gpu_wheels_keep_the_pins_and_one_cuda_build(tmp_path):
+    """The wheel list comes from requirements.txt's pins; bitsandbytes keeps its CPU library and the named CUDA
+    build, and its RECORD lists what it holds."""
+    import zipfile
+
+    wheels = load_script("gpu_wheels")
+    pins = wheels.pins()
+    assert "trl==1.16.0" in pins and any(pin.startswith("transformers==") for pin in pins)
+    wheel = tmp_path / "bitsandbytes-0-py3-none-any.whl"
+    names = ["bitsandbytes/__init__.py", "bitsandbytes/libbitsandbytes_cpu.so", "bitsandbytes/libbitsandbytes_cuda130.so",
+             "bitsandbytes/libbitsandbytes_cuda128.so", "bitsandbytes/libbitsandbytes_rocm72.so"]
+    with zipfile.ZipFile(wheel, "w") as archive:
+        for name in names:
+            archive.writestr(name, b"x")
+        archive.writestr("bitsandbytes-0.dist-info/RECORD", "\n".join(f"{name},sha256=x,1" for name in names))
+    wheels.slim_bitsandbytes(wheel, "130")
+    with zipfile.ZipFile(wheel) as archive:
+        kept = [name for name in archive.namelist() if not name.endswith("RECORD")]
+        record = archive.read("bitsandbytes-0.dist-info/RECORD").decode()
+    assert kept == names[:3]
+    assert [line.split(",")[0] for line in record.splitlines()] == names[:3]

@@ -5,19 +5,19 @@ the image through the vision tower and the whole prompt through the language mod
 model only (``models.VLM_LORA_TARGETS``), most of that work is repeated:
 
 1. **Image features once.** The vision tower and connector are frozen, so each distinct image's connector output
-   is computed once (``get_image_features``), kept in a bounded in-memory LRU cache keyed by the image's pixel
-   tensor (which the processor settings decide), and fed to policy and reference as ``mm_encoder_outputs``.
+   is computed once (``get_image_features``), kept in a bounded LRU cache on the model's device keyed by a hash of
+   the image's encoded bytes, and fed to policy and reference as ``mm_encoder_outputs``. Once an image's features
+   are cached it is not decoded or processed again (``fast_collate.FastCollator``).
 2. **One prompt pass per pair.** A pair becomes one packed row ``[prompt[:-1] | prompt[-1] chosen |
-   prompt[-1] rejected]``: a 4D attention mask lets each branch see the shared prompt and itself only, and
-   position ids restart so that each branch sits where it sits in TRL's sequence. The prompt's last token is
-   repeated at the head of each branch because its hidden state predicts the first answer token of both. The
-   prompt keys/values are computed once, with gradients, and serve both answers (works with gradient checkpointing).
+   prompt[-1] rejected]`` (``pack.pack_pairs``, in the collator): the prompt keys/values are computed once, with
+   gradients, and serve both answers (works with gradient checkpointing).
 3. **Reference log-probs once per pair.** They are computed by TRL's own ``compute_ref_log_probs`` (adapter
    off) on the packed row, then kept in an append-only JSON-lines file under ``default_cache_dir()/ref_logps``
    (``ref_cache.RefLogpCache``), one file per hash of the reference weights and the settings that change the
-   numbers; a pair's key is a hash of its tokens and pixels. Later epochs, evaluations and runs with the same base,
-   data and settings reuse them, once the file has proven itself: every line carries a checksum, and the first
-   batch a run would serve from the file is recomputed and compared.
+   numbers (the image processor's settings among them); a pair's key is a hash of its tokens and its image's key.
+   Later epochs, evaluations and runs with the same base, data and settings reuse them, once the file has proven
+   itself: every line carries a checksum, and the first batch a run would serve from the file is recomputed and
+   compared.
 4. **The LM head on the answers only.** TRL's fused head projects every position of a row onto the vocabulary on a
    CPU; a packed row is mostly prompt, so only the positions that predict an answer token go through it
    (``answer_positions_only``).
