@@ -169,13 +169,18 @@ def run_arm(arm: str, args, out: Path) -> None:
     steps = []
 
     class Timer(TrainerCallback):
-        def on_step_begin(self, *_, **__):
-            self.start = time.perf_counter()
+        """Wall time from one step's end to the next: the batch's collation (which the trainer runs before a step
+        begins) included."""
+
+        def on_train_begin(self, *_, **__):
+            self.last = time.perf_counter()
 
         def on_step_end(self, _args, state, *_, **__):
             if cuda:
                 torch.cuda.synchronize()
-            steps.append({"time": time.perf_counter() - self.start, "epoch": int(state.epoch - 1e-9)})
+            now = time.perf_counter()
+            steps.append({"time": now - self.last, "epoch": int(state.epoch - 1e-9)})
+            self.last = now
 
     config = TrainConfig(
         output_dir=str(out.parent / f"{arm}-run"), per_device_train_batch_size=args.batch, num_train_epochs=args.epochs,
@@ -213,6 +218,39 @@ def trainer_batch(processor, rows):
     return DataCollatorForVisionPreference(processor)([dict(row) for row in rows])
 
 
+def time_collation(args) -> dict:
+    """The host work of a step before the model runs, in this process: TRL's collator against the fast path's, while
+    the batch's images have no features yet (first epoch) and once they are cached (later epochs); median seconds per
+    batch of ``--batch`` pairs over the data, from encoded images as the trainers hold them."""
+    import torch
+
+    from vlm_dpo.training.trainers.fast_collate import FastCollator, undecoded
+    from vlm_dpo.training.trainers.fast_dpo import FeatureCache
+
+    processor = processor_for(args.shape, args.smoke)
+    data, decode = undecoded(pairs(args.pairs, 64 if args.smoke else SHAPES[args.shape]["side"]))
+    batches = [[data[i] for i in range(start, min(start + args.batch, len(data)))]
+               for start in range(0, len(data), args.batch)]
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    trl = DataCollatorForVisionPreference(processor)
+    features = FeatureCache(1 << 30)
+    fast = FastCollator(trl, features, processor.tokenizer.pad_token_id, decode)
+    times = {"trl": [], "fast_first_epoch": [], "fast_cached": []}
+    for rows in batches:
+        for name, collate in (("trl", lambda rows: trl([{**row, "images": [decode(i) for i in row["images"]]}
+                                                        for row in rows])), ("fast_first_epoch", fast)):
+            start = time.perf_counter()
+            batch = collate(rows)
+            times[name].append(time.perf_counter() - start)
+        for key in batch["image_keys"]:
+            features.put(key, torch.zeros(1))
+        start = time.perf_counter()
+        fast(rows)
+        times["fast_cached"].append(time.perf_counter() - start)
+    return {name: statistics.median(values) for name, values in times.items()}
+
+
 def summarise(result: dict, batch: int, peak_tflops: float) -> dict:
     first = [s["time"] for s in result["steps"] if s["epoch"] == 0]
     later = [s["time"] for s in result["steps"] if s["epoch"] > 0] or first
@@ -244,12 +282,19 @@ def main(argv: list[str] | None = None) -> dict:
                         help="cpu (float32) or cuda (bf16 weights and autocast, as the pipeline trains on a GPU)")
     parser.add_argument("--shape", choices=tuple(SHAPES), default="256m",
                         help="256m: SmolVLM-256M-Instruct (default); 2b: SmolVLM-Instruct, 2.2B parameters")
+    parser.add_argument("--collate_only", action="store_true",
+                        help="time only the collation of a step (TRL's, and the fast path's before and after its "
+                             "features are cached), on this machine's CPU")
     parser.add_argument("--arm", choices=("trl", "fast"), help=argparse.SUPPRESS)  # internal: one arm, in-process
     parser.add_argument("--out", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     args.pairs = args.pairs or (2 if args.quick else 4 if args.smoke else 8)
     if args.arm:
         return run_arm(args.arm, args, args.out)
+    if args.collate_only:
+        summary = time_collation(args)
+        print(json.dumps({"collate_median_s": summary, "shape": args.shape, "batch": args.batch, "pairs": args.pairs}))
+        return summary
 
     import torch
 

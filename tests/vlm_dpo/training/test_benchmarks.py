@@ -18,6 +18,15 @@ def test_benchmark_smoke_prints_json_last(tmp_path):
     assert summary["max_loss_diff"] <= 1e-4 and summary["speedup"] > 0 and summary["trl"]["steps"] == 6
 
 
+def test_collation_timing_smoke(tmp_path):
+    env = {**os.environ, "VLM_DPO_CACHE": str(tmp_path), "TQDM_DISABLE": "1"}
+    run = subprocess.run([sys.executable, str(ROOT / "benchmarks/dpo_throughput.py"), "--smoke", "--collate_only",
+                          "--batch", "2"], capture_output=True, text=True, env=env, timeout=300)
+    assert run.returncode == 0, run.stderr[-2000:]
+    timings = json.loads(run.stdout.strip().splitlines()[-1])["collate_median_s"]
+    assert set(timings) == {"trl", "fast_first_epoch", "fast_cached"} and all(t > 0 for t in timings.values())
+
+
 def test_demo_step_benchmark_smoke_prints_json_last(tmp_path):
     env = {**os.environ, "VLM_DPO_CACHE": str(tmp_path), "TQDM_DISABLE": "1"}
     run = subprocess.run([sys.executable, str(ROOT / "benchmarks/demo_step.py"), "--smoke", "--batches", "1",

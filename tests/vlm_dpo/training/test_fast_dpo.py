@@ -171,6 +171,36 @@ def test_batches_of_cached_images_are_collated_without_decoding_or_pixels(vision
     assert fast_collate.image_key(vision_pairs[0]["images"][0]) != full["image_keys"][0]
 
 
+def test_full_collation_equals_trls_and_processes_each_image_once(vision_pairs, tmp_path, monkeypatch):
+    """Before any feature is cached, the batch is TRL's own collation, image for image, though each image goes through
+    the image processor once (TRL's collator lists it for the chosen and for the rejected row)."""
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
+
+    trainer = make(FastDPOTrainer, vision_pairs, tmp_path)
+    rows = [vision_pairs[i] for i in range(4)]
+    expected = DataCollatorForVisionPreference(trainer.processing_class)([dict(row) for row in rows])
+    seen = []
+
+    class Counting:
+        def __init__(self, real):
+            self.real = real
+
+        def __getattr__(self, name):
+            return getattr(self.real, name)
+
+        def __call__(self, batch, **kwargs):
+            seen.append(len(batch))
+            return self.real(batch, **kwargs)
+
+    images = trainer.data_collator.images
+    monkeypatch.setattr(images, "real", Counting(images.real))
+    batch = trainer.data_collator(rows)
+    assert seen == [4]
+    assert expected.keys() <= batch.keys()
+    for name, value in expected.items():
+        assert torch.equal(batch[name], value), name
+
+
 def test_a_batch_of_decoded_images_trains_as_an_encoded_one(vision_pairs, tmp_path):
     """A caller's own rows (images already decoded) are collated in full, as TRL would."""
     trainer = make(FastDPOTrainer, vision_pairs, tmp_path)

@@ -6,8 +6,8 @@ hands all the pixels to the device, every step. ``FastCollator`` wraps it:
 
 - each row's image gets a key: a hash of its encoded bytes (the trainer keeps the image column undecoded) or, for a
   decoded image, of its pixels;
-- while any image of the batch has no features in the trainer's cache, TRL's collator runs as before (the tile layout
-  of each image is noted on the way);
+- while any image of the batch has no features in the trainer's cache, TRL's collator runs as before, except that
+  each image is processed once rather than once per row (the tile layout of each image is noted on the way);
 - once every image's features are cached, the images are not decoded: TRL's collator runs on 1x1 stand-ins with an
   image processor that returns the noted layouts (rows and columns of tiles, which decide the image tokens of the
   prompt), and the batch carries the cached features instead of pixels;
@@ -21,6 +21,8 @@ from __future__ import annotations
 import copy
 import dataclasses
 
+import numpy as np
+import torch
 import xxhash
 from PIL import Image
 
@@ -65,10 +67,23 @@ class LayoutImageProcessor:
         if self.known:
             return {"rows": [[self.layouts[key][0]] for key in self.keys],
                     "cols": [[self.layouts[key][1]] for key in self.keys]}
-        output = self.real(images, **kwargs)
+        half = len(images) // 2
+        repeated = half > 0 and len(images) == 2 * half and all(map(same_images, images[:half], images[half:]))
+        output = self.real(images[:half] if repeated else images, **kwargs)
+        if repeated:  # TRL's collator lists each image twice (chosen and rejected rows): processed once, repeated
+            for name, value in output.items():
+                output[name] = torch.cat([value, value]) if isinstance(value, torch.Tensor) else (
+                    np.concatenate([value, value]) if isinstance(value, np.ndarray) else value + value)
         for key, rows, cols in zip(self.keys, output["rows"], output["cols"]):
             self.layouts[key] = (rows[0], cols[0])
         return output
+
+
+def same_images(a, b) -> bool:
+    """The same image objects: one image, or one row's list of them."""
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(x is y for x, y in zip(a, b))
+    return a is b
 
 
 class FastCollator:
