@@ -201,6 +201,26 @@ def test_full_collation_equals_trls_and_processes_each_image_once(vision_pairs, 
         assert torch.equal(batch[name], value), name
 
 
+def test_images_stay_encoded_without_a_copy_of_the_data(vision_pairs, tmp_path):
+    """A dataset on disk is read under the encoded features as it is, with no second Arrow file beside it; rows
+    picked by an index (a split, a shuffle) stay the same rows."""
+    from datasets import load_from_disk
+
+    from vlm_dpo.training.trainers.fast_collate import undecoded
+
+    vision_pairs.save_to_disk(tmp_path / "data")
+    on_disk = load_from_disk(tmp_path / "data").shuffle(seed=1)  # writes its index file
+    files = sorted((tmp_path / "data").iterdir())
+    encoded, decode = undecoded(on_disk)
+    assert sorted((tmp_path / "data").iterdir()) == files
+    assert encoded.num_rows == on_disk.num_rows and encoded.column_names == on_disk.column_names
+    for i in (0, 5):
+        assert isinstance(encoded[i]["images"][0], dict)
+        assert decode(encoded[i]["images"][0]).tobytes() == on_disk[i]["images"][0].tobytes()
+        assert encoded[i]["prompt"] == on_disk[i]["prompt"]
+    assert undecoded(encoded)[1] is None  # already encoded: left as it is
+
+
 def test_a_batch_of_decoded_images_trains_as_an_encoded_one(vision_pairs, tmp_path):
     """A caller's own rows (images already decoded) are collated in full, as TRL would."""
     trainer = make(FastDPOTrainer, vision_pairs, tmp_path)

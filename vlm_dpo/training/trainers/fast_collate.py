@@ -145,7 +145,11 @@ def pair_keys(packed, image_keys: list[str]) -> list[str]:
 
 def undecoded(dataset):
     """``dataset`` with its image column left encoded (datasets decodes an image at every access otherwise), and the
-    function that decodes one such image as datasets would; unchanged, with None, when it holds no image column."""
+    function that decodes one such image as datasets would; unchanged, with None, when it holds no image column.
+    The same Arrow table is read under the new features: ``cast_column`` would write a copy of every image of a
+    dataset on disk beside it."""
+    import copy
+
     from datasets import Dataset, Image, List, Sequence
 
     features = getattr(dataset, "features", None) if isinstance(dataset, Dataset) else None
@@ -154,5 +158,10 @@ def undecoded(dataset):
         inner = feature.feature if isinstance(feature, (List, Sequence)) else feature
         if isinstance(inner, Image) and inner.decode:
             raw = Image(mode=inner.mode, decode=False)
-            return dataset.cast_column(name, List(raw) if inner is not feature else raw), inner.decode_example
+            info = copy.deepcopy(dataset.info)
+            info.features = features.copy()
+            info.features[name] = List(raw) if inner is not feature else raw
+            encoded = Dataset(dataset.data, info=info, split=dataset.split, indices_table=dataset._indices,
+                              fingerprint=f"{dataset._fingerprint}-encoded")
+            return encoded, inner.decode_example
     return dataset, None
