@@ -158,7 +158,6 @@ def run_arm(arm: str, args, out: Path) -> None:
     from vlm_dpo.models import lora_config
     from vlm_dpo.training.config import TrainConfig
     from vlm_dpo.training.trainers.fast_dpo import FastDPOTrainer
-    from vlm_dpo.training.trainers.pack import pack_pairs
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -196,19 +195,25 @@ def run_arm(arm: str, args, out: Path) -> None:
         torch.cuda.reset_peak_memory_stats()
     trainer.train()
     losses = [entry["loss"] for entry in trainer.state.log_history if "loss" in entry]
-    batches = [trainer_batch(processor, [data[i] for i in range(start, min(start + args.batch, len(data)))])
-               for start in range(0, len(data), args.batch)]
-    lengths = [pack_pairs(b["input_ids"], b["attention_mask"], b["completion_mask"], 0).lengths for b in batches]
-    text_config = trainer.accelerator.unwrap_model(trainer.model).config.get_text_config()
+    first = trainer_batch(processor, batches_of(data, args.batch)[0])
+    flops = None
+    if arm == "fast":  # its collator knows every image's tiles by now: packing the data again only tokenises
+        text_config = trainer.accelerator.unwrap_model(trainer.model).config.get_text_config()
+        flops = statistics.mean(step_flops(text_config, trainer.data_collator(rows)["packed"].lengths,
+                                           model_args.lora_r) for rows in batches_of(trainer.train_dataset, args.batch))
     out.write_text(json.dumps({
-        "steps": steps, "losses": losses, "sequence_length": int(batches[0]["attention_mask"].sum(1).max()),
-        "tiles_per_image": int(batches[0]["pixel_values"][0].flatten(1).ne(0).any(1).sum()),
-        "flops_per_step": statistics.mean(step_flops(text_config, pairs_, model_args.lora_r) for pairs_ in lengths),
+        "steps": steps, "losses": losses, "sequence_length": int(first["attention_mask"].sum(1).max()),
+        "tiles_per_image": int(first["pixel_values"][0].flatten(1).ne(0).any(1).sum()), "flops_per_step": flops,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
         "peak_gpu_mb": torch.cuda.max_memory_allocated() / 2**20 if cuda else None,
         "optimizer": str(getattr(trainer.args.optim, "value", trainer.args.optim)),
         "checkpointing": bool(trainer.args.gradient_checkpointing),
     }))
+
+
+def batches_of(data, size: int) -> list[list[dict]]:
+    """The rows of ``data`` in order, ``size`` at a time."""
+    return [[data[i] for i in range(start, min(start + size, len(data)))] for start in range(0, len(data), size)]
 
 
 def trainer_batch(processor, rows):
@@ -223,21 +228,18 @@ def time_collation(args) -> dict:
     the batch's images have no features yet (first epoch) and once they are cached (later epochs); median seconds per
     batch of ``--batch`` pairs over the data, from encoded images as the trainers hold them."""
     import torch
+    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
 
     from vlm_dpo.training.trainers.fast_collate import FastCollator, undecoded
     from vlm_dpo.training.trainers.fast_dpo import FeatureCache
 
     processor = processor_for(args.shape, args.smoke)
     data, decode = undecoded(pairs(args.pairs, 64 if args.smoke else SHAPES[args.shape]["side"]))
-    batches = [[data[i] for i in range(start, min(start + args.batch, len(data)))]
-               for start in range(0, len(data), args.batch)]
-    from trl.trainer.dpo_trainer import DataCollatorForVisionPreference
-
     trl = DataCollatorForVisionPreference(processor)
     features = FeatureCache(1 << 30)
     fast = FastCollator(trl, features, processor.tokenizer.pad_token_id, decode)
     times = {"trl": [], "fast_first_epoch": [], "fast_cached": []}
-    for rows in batches:
+    for rows in batches_of(data, args.batch):
         for name, collate in (("trl", lambda rows: trl([{**row, "images": [decode(i) for i in row["images"]]}
                                                         for row in rows])), ("fast_first_epoch", fast)):
             start = time.perf_counter()
@@ -251,11 +253,12 @@ def time_collation(args) -> dict:
     return {name: statistics.median(values) for name, values in times.items()}
 
 
-def summarise(result: dict, batch: int, peak_tflops: float) -> dict:
+def summarise(result: dict, batch: int, peak_tflops: float, flops: float) -> dict:
+    """One arm's timings; ``flops``: the work of a step (counted by the fast arm), for both arms' TFLOP/s."""
     first = [s["time"] for s in result["steps"] if s["epoch"] == 0]
     later = [s["time"] for s in result["steps"] if s["epoch"] > 0] or first
     every = [s["time"] for s in result["steps"]]
-    tflops = result["flops_per_step"] / statistics.median(later) / 1e12
+    tflops = flops / statistics.median(later) / 1e12
     return {
         "first_epoch_s": sum(first), "total_s": sum(every),
         "median_step_first_epoch_s": statistics.median(first), "median_step_later_s": statistics.median(later),
@@ -320,9 +323,9 @@ def main(argv: list[str] | None = None) -> dict:
             subprocess.run(command, check=True, env=env)
             results[arm] = json.loads(out.read_text())
 
-    trl, fast = (summarise(results[arm], args.batch, peak) for arm in ("trl", "fast"))
-    diff = max(abs(a - b) for a, b in zip(results["trl"]["losses"], results["fast"]["losses"]))
     flops = results["fast"]["flops_per_step"]
+    trl, fast = (summarise(results[arm], args.batch, peak, flops) for arm in ("trl", "fast"))
+    diff = max(abs(a - b) for a, b in zip(results["trl"]["losses"], results["fast"]["losses"]))
     print(f"\n{args.shape} shape on {args.device}: sequence length {results['trl']['sequence_length']} tokens, "
           f"{results['trl']['tiles_per_image']} tiles per image, {args.pairs} pairs, {args.batch} per step; "
           f"{flops / 1e12:.2f} TFLOP per step counted, peak {peak:.1f} TFLOP/s; "

@@ -148,8 +148,6 @@ def undecoded(dataset):
     function that decodes one such image as datasets would; unchanged, with None, when it holds no image column.
     The same Arrow table is read under the new features: ``cast_column`` would write a copy of every image of a
     dataset on disk beside it."""
-    import copy
-
     from datasets import Dataset, Image, List, Sequence
 
     features = getattr(dataset, "features", None) if isinstance(dataset, Dataset) else None
