@@ -8,6 +8,7 @@ errors as one line.
     vlm-dpo export --adapter outputs/tiny --output_dir outputs/tiny-merged
     vlm-dpo build-model tiny-smolvlm
     vlm-dpo build-demo-stage1 --steps 200
+    vlm-dpo build-demo-stage2 --output S2.safetensors
     vlm-dpo app --adapter outputs/tiny
 
 Each command is a module that exposes ``ARGUMENTS`` (its dataclasses, read with transformers' ``HfArgumentParser``)
@@ -46,6 +47,8 @@ COMMANDS = {
     "build-model": Command("vlm_dpo.models.registry", "build (or reuse) a built-in offline model and print its folder"),
     "build-demo-stage1": Command("vlm_dpo.training.demo_stages", "retrain the demo model's shipped stage-1 vision "
                                                                  "weights"),
+    "build-demo-stage2": Command("vlm_dpo.training.demo_instruct", "instruction-tune the demo model (stage 2; "
+                                                                   "resumable)"),
     "app": Command("vlm_dpo.app", "a local web page to question the base and the tuned model"),
 }
 

@@ -128,6 +128,21 @@ def load_stage1_state(model, tokenizer, state: dict) -> None:
         inner.text_model.embed_tokens.weight[first:first + rows.shape[0]] = rows
 
 
+def apply_stage2(model, state: dict) -> None:
+    """Merge stage-2 weights into a plain demo model: W += B @ A for each LoRA pair, the connector replaced."""
+    import torch
+
+    modules = dict(model.named_modules())
+    with torch.no_grad():
+        for key, a in state.items():
+            if key.endswith(".lora_A"):
+                path = key.removesuffix(".lora_A")
+                b = state[f"{path}.lora_B"]
+                modules[path].weight += b.float() @ a.float()
+    connector = {k.removeprefix("connector."): v.float() for k, v in state.items() if k.startswith("connector.")}
+    model.model.connector.load_state_dict(connector)
+
+
 def read_stage1(path: str | Path) -> dict:
     from safetensors.torch import load_file
 
@@ -137,9 +152,10 @@ def read_stage1(path: str | Path) -> dict:
 # --------------------------------------------------------------------------- the cached model
 
 
-def assemble(stage1: str | Path | None = ASSET):
+def assemble(stage1: str | Path | None = ASSET, stage2: str | Path | None = None):
     """(model, processor): SmolLM2 + fresh vision side, with the stage-1 weights of ``stage1`` loaded (None: left
-    untrained, as ``vlm_dpo.training.demo_stages`` starts them)."""
+    untrained, as ``vlm_dpo.training.demo_stages`` starts them), then, when ``stage2`` names a file written by
+    ``vlm-dpo build-demo-stage2``, its instruction tuning merged in (None: stage 1 only)."""
     lm_folder = ensure_smollm2()
     tokenizer = build_tokenizer(lm_folder)
     processor = build_processor(tokenizer)
@@ -150,24 +166,36 @@ def assemble(stage1: str | Path | None = ASSET):
                                     "repository): restore them with git, or rebuild them with vlm-dpo "
                                     f"build-demo-stage1 --output {stage1}")
         load_stage1_state(model, tokenizer, read_stage1(stage1))
+    if stage2 is not None:
+        if not Path(stage2).is_file():
+            raise MissingInputError(f"The demo model's stage-2 weights {stage2} are missing (they come with the "
+                                    "repository): restore them with git, or rebuild them with vlm-dpo "
+                                    f"build-demo-stage2 --output {stage2}")
+        apply_stage2(model, read_stage1(stage2))
     return model, processor
 
 
-def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | None = ASSET) -> Path:
-    """Build demo-smolvlm into ``folder`` once (convert the GGUF, load or train stage 1, save); later calls reuse it.
+def _digest(path: str | Path | None) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest() if path and Path(path).is_file() else "none"
 
-    The folder records the sha256 of the stage-1 weights it was built from: after a ``git pull`` that brings
-    new weights, the stale cached model is rebuilt instead of silently reused.
+
+def ensure_demo_model(folder: str | Path | None = None, stage1: str | Path | None = ASSET,
+                      stage2: str | Path | None = None) -> Path:
+    """Build demo-smolvlm into ``folder`` once (convert the GGUF, load stage 1, merge ``stage2`` if given, save);
+    later calls reuse it.
+
+    The folder records the sha256 of the weights it was built from: after a ``git pull`` that brings new weights,
+    the stale cached model is rebuilt instead of silently reused.
     """
     folder = Path(folder) if folder else default_cache_dir() / DEMO_MODEL_NAME
-    digest = hashlib.sha256(Path(stage1).read_bytes()).hexdigest() if stage1 and Path(stage1).is_file() else "trained"
+    digest = f"{_digest(stage1)} {_digest(stage2)}"
     stamp = folder / "stage1.sha256"
     if (folder / "config.json").exists() and (folder / "processor_config.json").exists():
         if stamp.is_file() and stamp.read_text().strip() == digest:
             return folder
-        logger.warning("%s was built from other stage-1 weights: rebuilding it.", folder)
+        logger.warning("%s was built from other weights: rebuilding it.", folder)
         shutil.rmtree(folder)
-    model, processor = assemble(stage1)
+    model, processor = assemble(stage1, stage2)
 
     class Stamp:  # written inside the atomic build, so a folder without it is never taken for a current one
         @staticmethod

@@ -297,7 +297,7 @@ def make_stage1_asset(path: str | Path = ASSET, progress: bool = True, checkpoin
         vision_steps = 0  # the encoder stays as stage 0 left it
     previous = stage1_meta(resume) if resume is not None else None
     start = scenes_seen(previous) if previous else 0
-    model, processor = assemble(stage1=resume)
+    model, processor = assemble(stage1=resume, stage2=None)
     began = time.monotonic()
     path = Path(path)
     vision_losses = pretrain_vision(model, processor, vision_steps, progress=progress) if vision_steps else []

@@ -229,7 +229,7 @@ def test_demo_recipe_reduces_hallucination(tmp_path):
     print(f"demo: {minutes:.1f} minutes with the base cached")
 
 
-def test_cached_demo_model_is_rebuilt_when_the_stage1_weights_change(tmp_path, monkeypatch):
+def test_cached_demo_model_is_rebuilt_when_its_weights_change(tmp_path, monkeypatch):
     builds = []
 
     class Part:
@@ -240,8 +240,8 @@ def test_cached_demo_model_is_rebuilt_when_the_stage1_weights_change(tmp_path, m
             Path(path).mkdir(parents=True, exist_ok=True)
             (Path(path) / self.name).write_text(str(len(builds)))
 
-    def fake_assemble(stage1):
-        builds.append(stage1)
+    def fake_assemble(stage1, stage2):
+        builds.append((stage1, stage2))
         return Part("config.json"), Part("processor_config.json")
 
     monkeypatch.setattr(demo, "assemble", fake_assemble)
@@ -254,3 +254,11 @@ def test_cached_demo_model_is_rebuilt_when_the_stage1_weights_change(tmp_path, m
     weights.write_bytes(b"second")
     demo.ensure_demo_model(folder, stage1=weights)
     assert len(builds) == 2 and (folder / "config.json").read_text() == "2"
+    stage2 = tmp_path / "stage2.safetensors"
+    stage2.write_bytes(b"instruct")
+    demo.ensure_demo_model(folder, stage1=weights, stage2=stage2)  # stage 2 merged in: a new build
+    demo.ensure_demo_model(folder, stage1=weights, stage2=stage2)
+    assert builds[2:] == [(weights, stage2)]
+    stage2.write_bytes(b"instruct, rebuilt")
+    demo.ensure_demo_model(folder, stage1=weights, stage2=stage2)
+    assert len(builds) == 4
