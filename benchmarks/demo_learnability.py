@@ -12,7 +12,8 @@ warm-up then constant, so each point is the same run stopped there. The frozen v
 
 Configurations (--config, repeatable): ``connector`` (the connector only, as stage 1 but on questions),
 ``loraR-all`` / ``loraR-attn`` (LoRA of rank R on all linear layers / attention only, connector frozen), and either
-with ``+connector`` (the connector trains too).
+with ``+connector`` (the connector trains too); a ``:text`` suffix gives each scene in words where the image
+would be (``described_scenes``: the control that tells whether the image tokens or the training budget limit).
 """
 
 from __future__ import annotations
@@ -29,13 +30,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 
 def parse_config(name: str) -> dict:
+    if name.endswith(":text"):  # the scene in words instead of the image (``described_scenes``)
+        return {**parse_config(name.removesuffix(":text")), "text": True}
     if name == "connector":
-        return {"lora_r": 0, "targets": "all", "train_connector": True}
+        return {"lora_r": 0, "targets": "all", "train_connector": True, "text": False}
     match = re.fullmatch(r"lora(\d+)-(all|attn)(\+connector)?", name)
     if not match:
         raise SystemExit(f"--config {name}: expected connector, loraR-all, loraR-attn, optionally +connector")
     return {"lora_r": int(match[1]), "targets": {"all": "all", "attn": "attention"}[match[2]],
-            "train_connector": bool(match[3])}
+            "train_connector": bool(match[3]), "text": False}
 
 
 def run_config(name: str, args, encoded, held, questions, model_processor) -> list[dict]:
@@ -46,6 +49,8 @@ def run_config(name: str, args, encoded, held, questions, model_processor) -> li
     model, processor = model_processor()
     tokenizer = processor.tokenizer
     config = parse_config(name)
+    if config["text"]:
+        encoded, held = (di.described_scenes(tokenizer, [item.scene for item in items]) for items in (encoded, held))
     if config["lora_r"]:
         model, params = di.add_lora(model, config["lora_r"], 2 * config["lora_r"], config["targets"],
                                     config["train_connector"])

@@ -34,7 +34,9 @@ from pathlib import Path
 import numpy as np
 from tqdm.auto import tqdm
 
+from data_prep.cli import check_writable
 from data_prep.synthetic.scenes import COLORS, SHAPES, count_answer, describe, draw_layout, place, render
+from vlm_dpo.models.demo import PATCH, TILE, assemble
 
 INSTRUCT_SEED = 104729  # not the DPO data's (42 by default), stage 1's (7919) nor the scenes benchmark's (31337)
 STAGE2_OUTPUT = "outputs/demo_stage2.safetensors"  # where ``vlm-dpo build-demo-stage2`` writes by default
@@ -126,8 +128,6 @@ def encode_scenes(model, processor, scenes: list[dict], seed: int, batch: int = 
     """Render each scene (from its own seed), run the processor and the frozen vision encoder once."""
     import torch
 
-    from vlm_dpo.models.demo import PATCH, TILE
-
     opening = processor.apply_chat_template([{"role": "user", "content": [{"type": "image"}]}], tokenize=False)
     opening = opening[:opening.index("<image>") + len("<image>")]  # "<|im_start|>User:<image>"
     out = []
@@ -149,6 +149,16 @@ def encode_scenes(model, processor, scenes: list[dict], seed: int, batch: int = 
             ids = inputs["input_ids"][i][inputs["attention_mask"][i].bool()].tolist()
             out.append(EncodedScene(scene, ids, per_scene[i].clone()))
     return out
+
+
+def described_scenes(tokenizer, scenes: list[dict]) -> list[EncodedScene]:
+    """The text control: each scene given in words ("There is a red circle and ...") where the image would be.
+
+    Why: it separates the two ways instruction tuning can fail on this model. If the language model learns to
+    answer from a description in context but not from the image tokens, the image tokens are the bottleneck;
+    if it learns neither, the data or the training budget are."""
+    return [EncodedScene(scene, tokenizer(f"<|im_start|>User:{describe(scene)} ", add_special_tokens=False)
+                         ["input_ids"], None) for scene in scenes]
 
 
 # --------------------------------------------------------------------------- batches and the loss
@@ -183,6 +193,9 @@ def embed(model, batch_ids, encoded: list):
     model = plain(model)
     inner = model.model
     embeds = inner.text_model.embed_tokens(batch_ids)
+    encoded = [item for item in encoded if item is not None]  # None: a scene given in words (``described_scenes``)
+    if not encoded:
+        return embeds
     features = inner.connector(torch.cat(encoded).to(embeds.dtype))  # (tiles, tokens per tile, width)
     mask = batch_ids == model.config.image_token_id
     if int(mask.sum()) != features.shape[0] * features.shape[1]:
@@ -444,8 +457,6 @@ def build_stage2(output: str | Path = STAGE2_OUTPUT, checkpoint: str | Path | No
     the held-out figures of ``evaluate``."""
     import torch
 
-    from vlm_dpo.models.demo import assemble
-
     settings = {**INSTRUCT_DEFAULTS, **settings}
     began = time.monotonic()
     torch.manual_seed(0)
@@ -523,8 +534,6 @@ ARGUMENTS = (Stage2Arguments,)
 
 def run(args: Stage2Arguments) -> int:
     """``vlm-dpo build-demo-stage2``: train stage 2, write the asset, print the held-out figures."""
-    from data_prep.cli import check_writable
-
     check_writable(args.output, "--output", folder=False)
     path, meta = build_stage2(args.output, args.checkpoint, stop_after=args.stop_after, scenes=args.scenes,
                               epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, lora_r=args.lora_r,

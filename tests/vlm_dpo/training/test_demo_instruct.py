@@ -122,12 +122,12 @@ def test_cached_encoder_output_gives_the_models_own_forward(stage1_model):
     [item] = di.encode_scenes(model, processor, [scene], seed=6, progress=False)
     ids, _ = di.tokenize_conversation(processor.tokenizer, item.prefix_ids, [("Is there a red circle?", "No.")])
     image = di.render(scene, random.Random("instruct-render/6/0"))
-    inputs = processor(text=[processor.tokenizer.decode(ids)], images=[[image]], return_tensors="pt",
-                       add_special_tokens=False)
-    assert inputs["input_ids"][0].tolist() == ids
+    pixels = processor(text=["<image>"], images=[[image]], return_tensors="pt")
+    assert ids.count(model.config.image_token_id) == int((pixels["input_ids"] == model.config.image_token_id).sum())
     with torch.no_grad():
         ours = model.lm_head(di.hidden_states(model, [ids], [item.encoded], processor.tokenizer.pad_token_id))
-        theirs = model(**inputs).logits
+        theirs = model(input_ids=torch.tensor([ids]), pixel_values=pixels["pixel_values"],
+                       pixel_attention_mask=pixels.get("pixel_attention_mask")).logits
     assert torch.allclose(ours, theirs, atol=2e-2)  # the encoder output is cached in float16
 
 
@@ -187,3 +187,18 @@ def test_held_out_questions_cover_every_kind():
     assert sum(q["yes"] for q in questions if q["kind"] == "exists") == 60
     assert {q["truth"] for q in questions if q["kind"] == "count"} == {0, 1, 2, 3}
     assert all(q["truth"] in COLORS and q["shape"] in SHAPES for q in questions if q["kind"] == "color")
+
+
+@needs_wheel
+def test_the_text_control_gives_the_scene_in_words_where_the_image_was(stage1_model):
+    from data_prep.synthetic.scenes import describe
+
+    model, processor = stage1_model
+    tokenizer = processor.tokenizer
+    scene = di.instruct_scene(random.Random(9))
+    [item] = di.described_scenes(tokenizer, [scene])
+    assert item.encoded is None and tokenizer.decode(item.prefix_ids) == f"<|im_start|>User:{describe(scene)} "
+    ids, labels = di.tokenize_conversation(tokenizer, item.prefix_ids, [("Is there a red circle?", "No.")])
+    assert model.config.image_token_id not in ids
+    loss = di.answer_loss(model, [ids], [labels], [None], tokenizer.pad_token_id)
+    assert loss.item() > 0
