@@ -69,14 +69,10 @@ def main(argv: list[str] | None = None) -> int:
             objects = list(scene["objects"])
             random.Random(str(scene)).shuffle(objects)
             ids = tokenizer("<|im_start|>User:", add_special_tokens=False)["input_ids"] + [image_id] * len(objects)
-            out.append(di.EncodedScene(scene, ids, torch.stack([word(o["color"]) + word(o["shape"]) for o in objects])))
+            tokens = torch.stack([word(o["color"]) + word(o["shape"]) for o in objects])  # 2-D: no connector
+            out.append(di.EncodedScene(scene, ids, tokens))
         return out
 
-    def embed(wrapped, batch_ids, encoded):  # the oracle tokens go in as they are: no connector
-        embeds = di.plain(wrapped).model.text_model.embed_tokens(batch_ids)
-        return embeds.masked_scatter((batch_ids == image_id).unsqueeze(-1), torch.cat(list(encoded)).to(embeds.dtype))
-
-    di.embed = embed
     train_rng, held_rng = (random.Random(f"instruct-scenes/{seed}") for seed in (di.INSTRUCT_SEED, di.HELDOUT_SEED))
     items = oracle([di.instruct_scene(train_rng) for _ in range(args.scenes)])
     held = oracle([di.instruct_scene(held_rng) for _ in range(args.heldout)])

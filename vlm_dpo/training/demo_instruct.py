@@ -187,20 +187,26 @@ def plain(model):
 
 
 def embed(model, batch_ids, encoded: list):
-    """The language model's input embeddings, image-token rows replaced by the connector's output."""
+    """The language model's input embeddings, image-token rows replaced by the connector's output.
+
+    Each item of ``encoded``: the encoder's output for a scene's tiles (tiles, patches, encoder width), run through
+    the connector; None for a scene given in words (``described_scenes``); or (tokens, text width), image-token
+    embeddings used as they are (a control that bypasses the vision side)."""
     import torch
 
     model = plain(model)
     inner = model.model
     embeds = inner.text_model.embed_tokens(batch_ids)
-    encoded = [item for item in encoded if item is not None]  # None: a scene given in words (``described_scenes``)
+    encoded = [item for item in encoded if item is not None]
     if not encoded:
         return embeds
-    features = inner.connector(torch.cat(encoded).to(embeds.dtype))  # (tiles, tokens per tile, width)
+    features = torch.cat(encoded).to(embeds.dtype)
+    if features.dim() == 3:
+        features = inner.connector(features).flatten(0, 1)  # (tiles x tokens per tile, width)
     mask = batch_ids == model.config.image_token_id
-    if int(mask.sum()) != features.shape[0] * features.shape[1]:
+    if int(mask.sum()) != features.shape[0]:
         raise RuntimeError("image tokens and encoded tiles do not line up")
-    return embeds.masked_scatter(mask.unsqueeze(-1), features.reshape(-1, features.shape[-1]))
+    return embeds.masked_scatter(mask.unsqueeze(-1), features)
 
 
 def pad(rows: list[list[int]], value: int):
